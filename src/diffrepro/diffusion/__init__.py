@@ -1,0 +1,1 @@
+"""Math core: schedules, the denoiser interface and its adapters, optimal and closed-form denoisers (pure torch)."""

@@ -1,0 +1,140 @@
+"""Atomic output writing and provenance sidecars. All pipeline outputs go through here.
+
+Write to a temporary file in the destination folder, then `os.replace` it: a crash never leaves a partial output.
+Every artifact `X` may get `X.prov.json` with the config hash, git revision, seed and package versions.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import UserError
+
+
+def ensure_writable_dir(path: str | Path) -> Path:
+    """Create `path` (and parents) or fail with a UserError naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise UserError(f"output folder {path} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `dest`; on success it is renamed onto `dest`, on error it is removed."""
+    dest = Path(dest)
+    ensure_writable_dir(dest.parent)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp" + "".join(dest.suffixes))
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(dest: str | Path, text: str) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+    return Path(dest)
+
+
+def write_json(dest: str | Path, obj: Any) -> Path:
+    return write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_with(dest: str | Path, writer: Callable[[Path], None]) -> Path:
+    """Atomic write through a callback that writes to the given path (torch.save, np.savez, fig.savefig, ...).
+
+    The callback receives a path with the same suffix as `dest`, so libraries that dispatch on suffix keep working.
+    """
+    with atomic_path(dest) as tmp:
+        writer(tmp)
+    return Path(dest)
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"missing input file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def git_revision(root: str | Path | None = None) -> dict:
+    root = Path(root) if root else Path(__file__).resolve().parents[2]
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    try:
+        rev = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"rev": "unknown", "dirty": None}
+    if rev.returncode != 0:
+        return {"rev": "unknown", "dirty": None}
+    return {"rev": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def package_versions(names=("torch", "torchvision", "torch-fidelity", "numpy", "scipy", "snakemake", "dvc",
+                            "polars", "scikit-learn")) -> dict:
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def provenance(cfg_section: Any = None, seed: int | None = None, **extra) -> dict:
+    from .config import config_hash
+    from . import __version__
+
+    return {
+        "diffrepro": __version__,
+        "config_hash": config_hash(cfg_section) if cfg_section is not None else None,
+        "git": git_revision(),
+        "seed": seed,
+        "versions": package_versions(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+
+
+def write_provenance(artifact: str | Path, cfg_section: Any = None, seed: int | None = None, **extra) -> Path:
+    artifact = Path(artifact)
+    return write_json(artifact.with_name(artifact.name + ".prov.json"), provenance(cfg_section, seed, **extra))
