@@ -1,0 +1,30 @@
+# diffrepro workflow entry point. Orchestration only: every rule calls `diffrepro <step>` (src/diffrepro/steps/).
+#   snakemake --profile profiles/local                       (params/default.yaml)
+#   snakemake --profile profiles/local --configfile params/smoke.yaml
+from snakemake.utils import min_version, validate
+
+min_version("9.19")
+
+
+configfile: "params/default.yaml"
+
+
+validate(config, "workflow/schemas/params.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/ni.smk"
+include: "workflow/rules/studies.smk"
+include: "workflow/rules/mdm.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "reports/index.html",
+        "reports/report.md",

@@ -1,0 +1,48 @@
+# Shared helpers for all rule files. Every rule: `log:` + `benchmark:`, calls the diffrepro CLI only.
+import json
+import os
+import sys
+from pathlib import Path
+
+# The params file the run was configured with: passed to every CLI call so the CLI validates the same config.
+# Snakemake merges --configfile into `config`; we re-serialise the merged config so `--config` overrides count too.
+PARAMS = ".snakemake/diffrepro/params.resolved.yaml"
+DIFFREPRO = f"{sys.executable} -m diffrepro"
+# Report sections: each area's rule file appends the section files it produces (report.smk consumes them).
+SECTIONS = []
+
+DATASETS = list(config["datasets"])
+MODELS = list(config["models"])
+SWEEP_MODELS = list(config["sampling"]["models"])
+SAMPLERS = list(config["sampling"]["samplers"])
+
+
+def dataset_of(model):
+    return config["models"][model]["dataset"]
+
+
+def _write_resolved_params():
+    import yaml
+
+    text = yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
+    path = Path(PARAMS)
+    if not path.exists() or path.read_text() != text:  # rewrite only on change: keeps mtimes stable
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+_write_resolved_params()
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    model="|".join(MODELS),
+
+
+def section_hash(*keys):
+    """Hash of config sections a rule depends on: put it in `params:` so Snakemake reruns on a change."""
+    from diffrepro.config import config_hash
+
+    return config_hash({k: config.get(k) for k in keys})

@@ -1,0 +1,1 @@
+# owned by the data area; see docs/DEVELOPING.md

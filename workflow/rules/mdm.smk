@@ -1,0 +1,1 @@
+# owned by the mdm area; see docs/DEVELOPING.md

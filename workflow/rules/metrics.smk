@@ -1,0 +1,1 @@
+# owned by the metrics area; see docs/DEVELOPING.md

@@ -1,0 +1,1 @@
+# owned by the ni area; see docs/DEVELOPING.md

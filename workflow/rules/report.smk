@@ -1,0 +1,1 @@
+# owned by the report area; see docs/DEVELOPING.md

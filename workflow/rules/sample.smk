@@ -1,0 +1,1 @@
+# owned by the sample area; see docs/DEVELOPING.md

@@ -1,0 +1,1 @@
+# owned by the studies area; see docs/DEVELOPING.md

@@ -1,0 +1,1 @@
+# owned by the train area; see docs/DEVELOPING.md
