@@ -28,3 +28,19 @@ rule all:
     input:
         "reports/index.html",
         "reports/report.md",
+
+
+# Targets of the DVC stages (dvc.yaml): one per expensive boundary.
+rule stage_train:
+    input:
+        train_stage_outputs(),
+
+
+rule stage_sweep:
+    input:
+        "results/metrics.json",
+
+
+rule stage_studies:
+    input:
+        SECTIONS,

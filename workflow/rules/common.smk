@@ -46,3 +46,22 @@ def section_hash(*keys):
     from diffrepro.config import config_hash
 
     return config_hash({k: config.get(k) for k in keys})
+
+
+def sampled_datasets():
+    return sorted({dataset_of(m) for m in SWEEP_MODELS})
+
+
+def classifier_datasets():
+    fe = config["metrics"].get("feature_extractor", {})
+    return sorted(d for d in DATASETS if fe.get(d) == "classifier")
+
+
+def train_stage_outputs():
+    """Everything the `train` DVC stage produces (docs/DEVELOPING.md, pipeline files)."""
+    return (
+        [f"results/data/{d}/data.npz" for d in DATASETS]
+        + [f"results/models/{m}/model.pt" for m in MODELS]
+        + [f"results/classifiers/{d}/classifier.pt" for d in classifier_datasets()]
+        + [f"results/refstats/{d}.pt" for d in sampled_datasets()]
+    )

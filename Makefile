@@ -1,0 +1,89 @@
+# diffrepro — the two commands of the README:
+#   make reproduce   # set-up (.venv) + the whole pipeline on params/default.yaml, through DVC; prints the report path
+#   make test        # set-up (.venv) + the test suite
+# Both are idempotent: the virtualenv is reused while pyproject.toml is unchanged.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.diffrepro-installed
+PARAMS ?= params/default.yaml
+# Compute profile used by every Snakemake call, also inside `dvc repro` (local or workflow/profiles/slurm).
+export SNAKEMAKE_PROFILE ?= workflow/profiles/local
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: install reproduce run test test-fast system-deps dryrun lint compare pull push bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e '.[slurm,dev]'
+	@touch $@
+
+reproduce: $(STAMP)
+	@start=$$(date +%s); \
+	dvc repro && \
+	end=$$(date +%s) && \
+	echo "" && echo "pipeline wall time: $$((end - start)) s (after install)" && \
+	echo "report: $(abspath reports/index.html)  (Markdown: $(abspath reports/report.md))"
+
+# Run the workflow directly on another params file, without DVC: make run PARAMS=params/smoke.yaml
+run: $(STAMP)
+	@start=$$(date +%s); \
+	snakemake --configfile $(PARAMS) && \
+	echo "pipeline wall time: $$(( $$(date +%s) - start )) s" && \
+	echo "report: $(abspath reports/index.html)"
+
+dryrun: $(STAMP)
+	snakemake --configfile $(PARAMS) -n
+
+lint: $(STAMP)
+	snakemake --configfile $(PARAMS) --lint
+
+# System packages the tests need (Chromium for the browser test). The SLURM test installs its own daemons.
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (browser test)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "warning: could not install chromium; the browser test will be skipped"; \
+	  else echo "note: chromium missing and not root; the browser test will be skipped"; fi; \
+	fi
+
+test: $(STAMP) system-deps
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# Unit tests only (no pipeline runs)
+test-fast: $(STAMP)
+	@$(PY) -m pytest -m "not slow and not slurm and not browser" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# Compare two versions of the results: make compare A=v1 B=HEAD (git revisions, tags or DVC experiment names)
+compare: $(STAMP)
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<rev> B=<rev>" >&2; exit 2; }
+	diffrepro compare $(A) $(B)
+
+# Share artifacts through the DVC remote (.dvc/config; a team sets an S3 remote, see README).
+push: $(STAMP)
+	dvc push
+
+# Fetch artifacts, then mark them up to date for Snakemake (DVC does not keep mtimes: dvc#8602).
+pull: $(STAMP)
+	dvc pull
+	snakemake --configfile $(PARAMS) --touch --cores 1 all
+
+bench: $(STAMP)
+	diffrepro bench optimal-denoiser
+	diffrepro bench samplers
+	diffrepro bench ni
+	diffrepro bench degradation
+	diffrepro bench mdm
+
+clean:
+	rm -rf results reports/index.html reports/report.md reports/figures reports/tables reports/compare logs benchmarks .snakemake

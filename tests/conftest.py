@@ -1,0 +1,67 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+def run_env() -> dict:
+    """Environment for subprocesses: the venv's bin first on PATH, no inherited Snakemake profile."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(PY).parent) + os.pathsep + env.get("PATH", "")
+    env.pop("SNAKEMAKE_PROFILE", None)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def copy_worktree(src: Path, dest: Path) -> Path:
+    """Copy the checkout's tracked + untracked-but-not-ignored files (what a fresh clone would hold) to `dest`."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=src, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        s = src / rel
+        if s.is_file():
+            d = dest / rel
+            d.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(s, d)
+    return dest
+
+
+def git_init_commit(path: Path, message: str = "snapshot") -> None:
+    import subprocess
+
+    def git(*a):
+        subprocess.run(["git", *a], cwd=path, check=True, capture_output=True)
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "tests@diffrepro.invalid")
+    git("config", "user.name", "diffrepro tests")
+    git("add", "-A")
+    git("commit", "-qm", message)
+
+
+def run_snakemake(workdir: Path, *args, timeout: int = 900):
+    import subprocess
+
+    return subprocess.run([PY, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, capture_output=True, text=True,
+                          env=run_env(), timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_workspace(tmp_path_factory) -> Path:
+    """The whole chain on params/smoke.yaml through real Snakemake, once per test session, in a copy of the checkout."""
+    ws = copy_worktree(ROOT, tmp_path_factory.mktemp("smoke") / "repo")
+    r = run_snakemake(ws, "--configfile", "params/smoke.yaml", "--show-failed-logs")
+    if r.returncode != 0:
+        pytest.fail("smoke pipeline failed:\n" + r.stdout[-6000:] + r.stderr[-6000:])
+    return ws
