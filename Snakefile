@@ -6,7 +6,11 @@ from snakemake.utils import min_version, validate
 min_version("9.19")
 
 
-configfile: "params/default.yaml"
+# params/default.yaml unless a params file is given (`--configfile params/X.yaml`); never merged with the default.
+if not config:
+
+    configfile: "params/default.yaml"
+
 
 
 validate(config, "workflow/schemas/params.schema.yaml")

@@ -27,9 +27,12 @@ def _write_resolved_params():
     text = yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
     path = Path(PARAMS)
     if not path.exists() or path.read_text() != text:  # rewrite only on change: keeps mtimes stable
+        import tempfile
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # unique: SLURM jobs re-parse concurrently
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
         os.replace(tmp, path)
 
 

@@ -10,7 +10,6 @@ improved-DDPM cosine schedule.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Union
 
 import torch
@@ -41,6 +40,7 @@ class Schedule:
     name: str = "base"
     t_min: float = 1e-3  # default end of sampling
     t_max: float = 1.0   # default start of sampling
+    t_upper: float = 1.0  # end of the domain of t (pure noise or beyond any trained level)
     variance_preserving: bool = True
 
     # --- to implement -------------------------------------------------------------------------------------------
@@ -157,9 +157,13 @@ class VPDiscrete(Schedule):
         lo = torch.clamp(torch.floor(pos), 0, self.M - 1).long()
         return lo, pos - lo
 
+    def _nodes(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.t_nodes.to(like.device), self.log_alpha_nodes.to(like.device)
+
     def _log_alpha(self, t):
         lo, w = self._segment(t)
-        return self.log_alpha_nodes[lo] * (1 - w) + self.log_alpha_nodes[lo + 1] * w
+        _, la = self._nodes(t)
+        return la[lo] * (1 - w) + la[lo + 1] * w
 
     def _log_sigma(self, t):
         return 0.5 * torch.log(-torch.expm1(2.0 * self._log_alpha(t)))
@@ -167,15 +171,15 @@ class VPDiscrete(Schedule):
     def _t_from_lambda(self, lam):
         la = _vp_log_alpha_from_lambda(lam)
         # invert the piecewise-linear, decreasing log α(t): search on the reversed (increasing) node table
-        nodes = torch.flip(self.log_alpha_nodes, [0])
-        tn = torch.flip(self.t_nodes, [0])
+        tn, nodes = (torch.flip(v, [0]) for v in self._nodes(lam))
         j = torch.clamp(torch.searchsorted(nodes, la.contiguous()), 1, self.M)
         x0, x1, t0, t1 = nodes[j - 1], nodes[j], tn[j - 1], tn[j]
         return t0 + (la - x0) * (t1 - t0) / (x1 - x0)
 
     def _dlog_alpha_dt(self, t):
         lo, _ = self._segment(t)
-        return (self.log_alpha_nodes[lo + 1] - self.log_alpha_nodes[lo]) * self.M
+        _, la = self._nodes(t)
+        return (la[lo + 1] - la[lo]) * self.M
 
     def _dlambda_dt(self, t):
         return self._dlog_alpha_dt(t) / torch.exp(2 * self._log_sigma(t))
@@ -205,7 +209,8 @@ class Cosine(Schedule):
 
     def _t_from_lambda(self, lam):
         la = _vp_log_alpha_from_lambda(lam)
-        return torch.arccos(torch.exp(la + self._log_c0)) * 2 * (1 + self.s) / math.pi - self.s
+        t = torch.arccos(torch.exp(la + self._log_c0)) * 2 * (1 + self.s) / math.pi - self.s
+        return torch.clamp(t, min=0.0)  # λ = +∞ gives t = 0 up to arccos rounding
 
     def _dlog_alpha_dt(self, t):
         return -torch.tan(self._angle(t)) * math.pi / (2 * (1 + self.s))
@@ -222,6 +227,7 @@ class EDM(Schedule):
 
     name = "edm"
     variance_preserving = False
+    t_upper = math.inf
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5):
         self.t_min, self.t_max, self.sigma_data = float(sigma_min), float(sigma_max), float(sigma_data)
@@ -249,6 +255,7 @@ class FlowMatching(Schedule):
     """Rectified flow x_t = (1 − t)·x0 + t·ε: α = 1 − t, σ = t (NI §1.3). Sampling starts at t = 1 (pure noise)."""
 
     name = "flow"
+    variance_preserving = False  # α + σ = 1, not α² + σ² = 1
 
     def __init__(self, t_min: float = 1e-3, t_max: float = 1.0):
         self.t_min, self.t_max = float(t_min), float(t_max)

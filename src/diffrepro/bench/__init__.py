@@ -1,0 +1,1 @@
+"""`diffrepro bench X` commands: each prints figures (throughput, memory) and asserts nothing."""

@@ -1,0 +1,178 @@
+"""Network → denoiser adapters, classifier-free guidance, and rescheduling between noise schedules.
+
+Every parameterisation is one affine map from the network output F to the x0-prediction (EDM's form, GEO §1.2):
+
+    x0_hat = c_skip(t)·x_t + c_out(t)·F(c_in(t)·x_t, c_noise(t)),      x_t = α(t)·x0 + σ(t)·ε.
+
+| name | F predicts                    | c_skip    | c_out    | c_in     | c_noise (the net's time input) |
+|------|-------------------------------|-----------|----------|----------|--------------------------------|
+| eps  | ε                             | 1/α       | −σ/α     | 1        | t                              |
+| x0   | x0                            | 0         | 1        | 1        | t                              |
+| v    | (α·ε − σ·x0)/r, r = √(α²+σ²)  | α/r²      | −σ/r     | 1        | t                              |
+| edm  | (x0 − c_skip·x_t)/c_out       | c'_skip/α | c'_out   | c'_in/α  | ¼·ln σ_ve                      |
+
+`v` is Salimans & Ho's v-prediction for VP schedules (r = 1) and its rescaled form elsewhere (for flow matching it is
+not the rectified-flow velocity ε − x0). `edm` is EDM preconditioning applied in VE coordinates x_ve = x_t/α,
+σ_ve = σ/α (GEO §1.3): c'_skip = σ_d²/(σ_ve²+σ_d²), c'_out = σ_ve·σ_d/√(σ_ve²+σ_d²), c'_in = 1/√(σ_ve²+σ_d²), with
+σ_d = sigma_data (0.5 by default, or the schedule's own `sigma_data`).
+
+The network is called as `net(c_in·x_t, c_noise_batch, y)`: for eps/x0/v its time input is the schedule's own t
+(a [B] float tensor), for edm it is ¼·ln σ_ve. Training regresses F on `parameterisation_target(...)`, so a trainer
+and a sampler that both use this module agree by construction.
+"""
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import torch
+
+from ..errors import UserError
+from .schedules import Schedule
+
+PARAMETERISATIONS = ("eps", "x0", "v", "edm")
+Time = Union[float, torch.Tensor]
+Denoiser = Callable[..., torch.Tensor]
+
+
+def _check(parameterisation: str) -> None:
+    if parameterisation not in PARAMETERISATIONS:
+        raise UserError(f"unknown parameterisation '{parameterisation}' (known: {list(PARAMETERISATIONS)})")
+
+
+def preconditioning(parameterisation: str, schedule: Schedule, t: Time, sigma_data: float | None = None):
+    """(c_skip, c_out, c_in, c_noise) at t (floats for a float t, float64 tensors shaped like t otherwise)."""
+    _check(parameterisation)
+    scalar = not isinstance(t, torch.Tensor)
+    tt = torch.as_tensor(t, dtype=torch.float64)
+    a, s = schedule.alpha(tt), schedule.sigma(tt)
+    one = torch.ones_like(tt)
+    if parameterisation == "eps":
+        c = (1 / a, -s / a, one, tt)
+    elif parameterisation == "x0":
+        c = (0 * one, one, one, tt)
+    elif parameterisation == "v":
+        r2 = a**2 + s**2
+        c = (a / r2, -s / torch.sqrt(r2), one, tt)
+    else:
+        sd = float(getattr(schedule, "sigma_data", 0.5) if sigma_data is None else sigma_data)
+        s_ve = s / a
+        norm = torch.sqrt(s_ve**2 + sd**2)
+        c = (sd**2 / norm**2 / a, s_ve * sd / norm, 1 / (norm * a), 0.25 * torch.log(s_ve))
+    if not all(bool(torch.isfinite(v).all()) for v in c):
+        raise ValueError(f"parameterisation '{parameterisation}' is undefined at t={t} of schedule "
+                         f"'{schedule.name}' (α={schedule.alpha(t)}, σ={schedule.sigma(t)}): pick t with α, σ > 0")
+    return tuple(float(v) for v in c) if scalar else c
+
+
+def _bcast(c, like: torch.Tensor):
+    """A per-sample coefficient [B] → broadcastable against like [B, ...] (floats pass through)."""
+    if isinstance(c, float):
+        return c
+    return c.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def network_inputs(parameterisation: str, x_t: torch.Tensor, schedule: Schedule, t: Time, sigma_data=None):
+    """What the network sees: (c_in·x_t, time input [B] as x_t's dtype)."""
+    _, _, c_in, c_noise = preconditioning(parameterisation, schedule, t, sigma_data)
+    time = torch.as_tensor(c_noise, dtype=x_t.dtype, device=x_t.device).expand(len(x_t)) if isinstance(c_noise, float) \
+        else c_noise.to(device=x_t.device, dtype=x_t.dtype).reshape(len(x_t))
+    return _bcast(c_in, x_t) * x_t, time
+
+
+def network_output_to_x0(parameterisation: str, net_out: torch.Tensor, x_t: torch.Tensor, schedule: Schedule,
+                         t: Time, sigma_data=None) -> torch.Tensor:
+    """x0_hat = c_skip·x_t + c_out·F."""
+    c_skip, c_out, _, _ = preconditioning(parameterisation, schedule, t, sigma_data)
+    return _bcast(c_skip, x_t) * x_t + _bcast(c_out, x_t) * net_out
+
+
+def parameterisation_target(parameterisation: str, x0: torch.Tensor, eps: torch.Tensor, schedule: Schedule,
+                            t: Time, sigma_data=None) -> torch.Tensor:
+    """Regression target for F given x_t = α·x0 + σ·ε: (x0 − c_skip·x_t)/c_out, written as a·x0 + b·ε with a, b
+    computed in float64 (so the ε target of an eps-network is ε to rounding, with no cancellation at small σ)."""
+    c_skip, c_out, _, _ = preconditioning(parameterisation, schedule, t, sigma_data)
+    tt = t if not isinstance(t, torch.Tensor) else t.to(torch.float64)
+    a_x0 = (1 - c_skip * schedule.alpha(tt)) / c_out
+    b_eps = -c_skip * schedule.sigma(tt) / c_out
+    return _bcast(a_x0, x0) * x0 + _bcast(b_eps, x0) * eps
+
+
+def _labels_for(labels, batch: int, device) -> torch.Tensor:
+    y = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
+    if len(y) == 1:
+        y = y.expand(batch)
+    if len(y) != batch:
+        raise ValueError(f"{len(y)} labels for a batch of {batch}")
+    return y
+
+
+def network_denoiser(net, schedule: Schedule, parameterisation: str, labels=None, guidance_scale: float | None = None,
+                     null_label: int | None = None, sigma_data: float | None = None) -> Denoiser:
+    """Wrap `net(x, t_batch, y=None)` into `D(x, t: float) -> x0_hat` (runs under torch.no_grad).
+
+    labels: None (unconditional), an int or a [B] int64 tensor of class labels.
+    guidance_scale w (classifier-free guidance, needs labels and null_label): x0 = x0_u + w·(x0_c − x0_u), computed
+    from one doubled batch; w = 1 (or None) is the plain conditional model. Guidance on x0 equals guidance on ε, v or
+    F, since each is affine in F with the same x_t.
+    """
+    _check(parameterisation)
+    if guidance_scale is not None and guidance_scale != 1.0 and (labels is None or null_label is None):
+        raise UserError("classifier-free guidance needs class labels and the null label")
+    params = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
+    net_dtype = params.dtype if params is not None else None
+
+    def call(x_in, time, y):
+        if net_dtype is not None:
+            x_in, time = x_in.to(net_dtype), time.to(net_dtype)
+        return net(x_in, time, y) if y is not None else net(x_in, time)
+
+    @torch.no_grad()
+    def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
+        x_in, time = network_inputs(parameterisation, x, schedule, t, sigma_data)
+        if labels is None:
+            out = call(x_in, time, None)
+        elif guidance_scale is None or guidance_scale == 1.0:
+            out = call(x_in, time, _labels_for(labels, len(x), x.device))
+        else:
+            y_c = _labels_for(labels, len(x), x.device)
+            y_u = torch.full_like(y_c, int(null_label))
+            both = call(torch.cat([x_in, x_in]), torch.cat([time, time]), torch.cat([y_c, y_u]))
+            out_c, out_u = both.chunk(2)
+            out = out_u + guidance_scale * (out_c - out_u)
+        return network_output_to_x0(parameterisation, out.to(x.dtype), x, schedule, t, sigma_data)
+
+    return denoise
+
+
+def _noise_key(schedule: Schedule) -> tuple:
+    """What determines α(t), σ(t) (sampling range and σ_data do not)."""
+    return type(schedule), tuple(sorted((k, v) for k, v in schedule.describe().items()
+                                        if k not in ("t_min", "t_max", "sigma_data")))
+
+
+def reschedule(denoiser: Denoiser, src: Schedule, dst: Schedule) -> Denoiser:
+    """Turn a denoiser written for schedule `src` into one for `dst` (DEVELOPING "Rescheduling").
+
+    Equal λ is the same noise level, so D_dst(x, t) = D_src(x·α_src/α_dst, t_src) with t_src = src.t_from_λ(dst.λ(t)).
+    Only `x * float` touches the state, so linear forms pass through. Refused (ValueError): a dst time with α_dst = 0
+    (pure noise, λ = −∞, e.g. flow or cosine at t = 1) unless both schedules are the same, and a noise level outside
+    src's time range [0, 1] (VP/flow) — such a model was never trained there. Extra keyword arguments (e.g. y=) pass
+    through to the wrapped denoiser.
+    """
+    if _noise_key(src) == _noise_key(dst):
+        return denoiser
+    upper = src.t_upper
+
+    def denoise(x, t: float, **kwargs):
+        a_dst = float(dst.alpha(t))
+        if a_dst <= 0.0:
+            raise ValueError(f"reschedule {src.name}→{dst.name}: α_{dst.name}({t}) = 0 (pure noise) has no "
+                             f"equivalent time in '{src.name}'; start the {dst.name} grid at t < {t}")
+        t_src = float(src.t_from_lambda(float(dst.lambda_(t))))
+        if not -1e-9 <= t_src <= upper + 1e-9:  # also catches NaN
+            raise ValueError(f"reschedule {src.name}→{dst.name}: t={t} maps to t_src={t_src}, outside "
+                             f"'{src.name}' range [0, {upper}]")
+        t_src = min(max(t_src, 0.0), upper)
+        return denoiser(x * (float(src.alpha(t_src)) / a_dst), t_src, **kwargs)
+
+    return denoise
