@@ -56,8 +56,9 @@ def sampled_datasets():
 
 
 def classifier_datasets():
-    fe = config["metrics"].get("feature_extractor", {})
-    return sorted(d for d in DATASETS if fe.get(d) == "classifier")
+    from diffrepro.metrics.spaces import classifier_path
+
+    return sorted(d for d in DATASETS if classifier_path(config, d))
 
 
 def train_stage_outputs():

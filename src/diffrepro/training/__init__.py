@@ -1,0 +1,47 @@
+"""Training (DSM, EMA, checkpoint/resume) and loading trained models.
+
+`model.pt` = {name, spec, state_dict (EMA weights), data_shape, num_classes, schedule (describe()),
+parameterisation, steps, loss_log, provenance, ...}. Consumers call `load_model` and `model_denoiser`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..models import build_model
+from .loop import Trainer, num_classes_of, schedule_from_spec, train
+from .state import read_torch_file
+
+MODEL_KEYS = ("spec", "state_dict", "data_shape", "num_classes")
+
+__all__ = ["train", "Trainer", "load_model", "read_model_file", "model_denoiser", "schedule_from_spec",
+           "num_classes_of"]
+
+
+def read_model_file(path: str | Path) -> dict:
+    """The raw contents of a `model.pt` (tensors on CPU); UserError naming the file when missing or corrupt."""
+    return read_torch_file(Path(path), MODEL_KEYS, "model file")
+
+
+def load_model(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """(network with EMA weights in eval mode on `device`, model spec). The net carries `num_classes` (the null
+    label for CFG; 0 when unconditional) and `data_shape`."""
+    blob = read_model_file(path)
+    net = build_model(blob["spec"], blob["data_shape"], blob["num_classes"])
+    try:
+        net.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise UserError(f"model file {path} does not match its spec: {exc}") from None
+    net.num_classes, net.data_shape = int(blob["num_classes"]), list(blob["data_shape"])
+    return net.to(device).eval().requires_grad_(False), blob["spec"]
+
+
+def model_denoiser(net: torch.nn.Module, spec: dict, labels=None, guidance_scale: float | None = None):
+    """D(x, t: float) -> x0_hat in the model's own schedule coordinates (diffusion.denoisers.network_denoiser)."""
+    from ..diffusion.denoisers import network_denoiser
+
+    null = getattr(net, "num_classes", 0) or None
+    return network_denoiser(net, schedule_from_spec(spec), spec["parameterisation"], labels=labels,
+                            guidance_scale=guidance_scale, null_label=null)
