@@ -1,1 +1,85 @@
-# owned by the metrics area; see docs/DEVELOPING.md
+# owned by the metrics area; see docs/DEVELOPING.md ("CLI commands and pipeline files", "Workflow rules").
+# train_classifier: image datasets scored in the classifier feature space -> results/classifiers/{dataset}/classifier.pt
+# reference_stats:  every sampled dataset -> results/refstats/{dataset}.pt (test-split features or raw test points)
+# evaluate:         one job per (model, sampler) sample file -> results/metrics/{model}/{sampler}.json (list of rows)
+# Helpers live in diffrepro.metrics.spaces (torch-free), so parsing the workflow stays fast.
+from diffrepro.config import config_hash
+from diffrepro.metrics.spaces import with_classifier
+
+METRIC_FILES = expand("results/metrics/{model}/{sampler}.json", model=SWEEP_MODELS, sampler=SAMPLERS)
+CLASSIFIER_FLAG = lambda wildcards, input: f"--classifier {input.classifier}" if "classifier" in input.keys() else ""
+
+
+rule train_classifier:
+    input:
+        data="results/data/{dataset}/data.npz",
+    output:
+        "results/classifiers/{dataset}/classifier.pt",
+    params:
+        # rerun when this classifier's spec, its dataset's spec or the master seed changes
+        h=lambda wc: config_hash(
+            [config["seed"], config.get("classifier", {}).get(wc.dataset), config["datasets"][wc.dataset]]
+        ),
+        cli=DIFFREPRO,
+        cfg=PARAMS,
+    log:
+        "logs/train_classifier/{dataset}.log",
+    benchmark:
+        "benchmarks/train_classifier/{dataset}.tsv"
+    threads: 1
+    shell:
+        "{params.cli} train-classifier --params {params.cfg} --dataset {wildcards.dataset} --data {input.data} "
+        "--out {output} --threads {threads} > {log} 2>&1"
+
+
+rule reference_stats:
+    input:
+        unpack(lambda wc: with_classifier(config, wc.dataset, data=f"results/data/{wc.dataset}/data.npz")),
+    output:
+        "results/refstats/{dataset}.pt",
+    params:
+        h=section_hash("seed", "metrics"),
+        clf=CLASSIFIER_FLAG,
+        cli=DIFFREPRO,
+        cfg=PARAMS,
+    log:
+        "logs/reference_stats/{dataset}.log",
+    benchmark:
+        "benchmarks/reference_stats/{dataset}.tsv"
+    threads: 1
+    shell:
+        "{params.cli} reference-stats --params {params.cfg} --dataset {wildcards.dataset} --data {input.data} "
+        "{params.clf} --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        unpack(
+            lambda wc: with_classifier(
+                config,
+                dataset_of(wc.model),
+                samples=f"results/samples/{wc.model}/{wc.sampler}.npz",
+                manifest=f"results/samples/{wc.model}/{wc.sampler}.json",
+                reference=f"results/samples/{wc.model}/_reference.npz",
+                refstats=f"results/refstats/{dataset_of(wc.model)}.pt",
+            )
+        ),
+    output:
+        "results/metrics/{model}/{sampler}.json",
+    wildcard_constraints:
+        # any sample file but the reference: sampling.samplers and other areas' sweep variants (EXTRA_SAMPLERS)
+        sampler="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    params:
+        h=section_hash("seed", "metrics"),
+        clf=CLASSIFIER_FLAG,
+        cli=DIFFREPRO,
+        cfg=PARAMS,
+    log:
+        "logs/evaluate/{model}/{sampler}.log",
+    benchmark:
+        "benchmarks/evaluate/{model}/{sampler}.tsv"
+    threads: 1
+    shell:
+        "{params.cli} evaluate --params {params.cfg} --model {wildcards.model} --sampler {wildcards.sampler} "
+        "--samples {input.samples} --reference {input.reference} --refstats {input.refstats} {params.clf} "
+        "--out {output} --threads {threads} > {log} 2>&1"

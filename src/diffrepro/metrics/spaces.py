@@ -1,0 +1,52 @@
+"""Which feature space scores a dataset (torch-free: used by the workflow rules and by the metric steps)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+VECTOR_KINDS = ("toy2d", "gaussian", "gaussian_mixture")
+INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
+def feature_kind(cfg: dict, dataset: str) -> str:
+    """'vector' for low-dimensional data (sliced Wasserstein / MMD / energy), else metrics.feature_extractor[dataset]:
+    'classifier' (the default for images) or 'inception'."""
+    unknown = sorted(set(cfg["metrics"].get("feature_extractor", {})) - set(cfg["datasets"]))
+    if unknown:
+        from ..errors import UserError
+
+        raise UserError(f"metrics.feature_extractor names datasets {unknown} that are not keys of 'datasets' "
+                        f"(known: {sorted(cfg['datasets'])})")
+    if cfg["datasets"][dataset]["kind"] in VECTOR_KINDS:
+        return "vector"
+    return cfg["metrics"].get("feature_extractor", {}).get(dataset, "classifier")
+
+
+def classifier_path(cfg: dict, dataset: str) -> str | None:
+    """Where the pipeline keeps the classifier a dataset's metrics need (None: vector data or Inception)."""
+    return f"results/classifiers/{dataset}/classifier.pt" if feature_kind(cfg, dataset) == "classifier" else None
+
+
+def with_classifier(cfg: dict, dataset: str, **inputs) -> dict:
+    """Workflow rule inputs plus `classifier` when the dataset needs one (used with Snakemake's unpack)."""
+    path = classifier_path(cfg, dataset)
+    return {**inputs, "classifier": path} if path else inputs
+
+
+def check_inception_weights(path) -> Path:
+    """Fail fast (before any work) when the configured Inception weights are not a local file."""
+    from ..errors import UserError
+
+    if not path:
+        raise UserError("metrics.inception_weights is not set: give the local path of "
+                        f"{INCEPTION_WEIGHTS_FILE} (Inception FID weights are never downloaded)")
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Inception weights not found at metrics.inception_weights = {path}; expected the file "
+                        f"{INCEPTION_WEIGHTS_FILE} (torch-fidelity's TF FID Inception weights, SHA prefix 6726825d)")
+    return path
+
+
+def check_weights_early(cfg: dict, dataset: str) -> None:
+    """Before any import of torch or any data: the local files the dataset's feature space needs."""
+    if feature_kind(cfg, dataset) == "inception":
+        check_inception_weights(cfg["metrics"].get("inception_weights"))

@@ -1,0 +1,90 @@
+"""Train the feature-space classifier of one image dataset on its training split; write `classifier.pt`.
+
+The classifier's penultimate layer is the FID/KID feature space `<dataset>_classifier` (diffrepro.metrics.fidelity);
+its test accuracy goes into the provenance sidecar.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import add_params_arg, section
+
+
+def configure(parser):
+    add_params_arg(parser)
+    parser.add_argument("--dataset", required=True, help="a key of the params file's `datasets` section")
+    parser.add_argument("--data", required=True, help="the dataset's data.npz (from `diffrepro prepare`)")
+    parser.add_argument("--out", required=True, help="output file, e.g. results/classifiers/D/classifier.pt")
+    add_threads_arg(parser)
+
+
+def add_threads_arg(parser):
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: runtime.num_threads)")
+
+
+def limit_threads(cfg: dict, threads: int | None) -> None:
+    """torch intra-op threads and NumPy's BLAS pool (KID/FID kernels) to the rule's thread count.
+
+    Oversubscribed BLAS threads on small KID kernels (subset × features) were 20× slower on a shared 2-core box.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from .. import runtime
+
+    threadpool_limits(runtime.set_num_threads(cfg.get("runtime"), threads))
+
+
+def load_arrays(path, *keys):
+    """Arrays `keys` of an .npz file, or a UserError naming the file and the missing key."""
+    import numpy as np
+
+    from ..errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"missing input file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in keys if k not in npz.files]
+            if missing:
+                raise UserError(f"{path} lacks the arrays {missing} (has {sorted(npz.files)})")
+            return [npz[k] for k in keys]
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def classifier_params(cfg: dict, dataset: str) -> dict:
+    """`classifier.<dataset>` with the schema's defaults filled in (also when the entry is absent)."""
+    from ..config import load_schema
+
+    fields = load_schema()["properties"]["classifier"]["additionalProperties"]["properties"]
+    return {**{k: v["default"] for k, v in fields.items()}, **cfg.get("classifier", {}).get(dataset, {})}
+
+
+def run(args) -> int:
+    import torch
+
+    from .. import config, io, runtime
+    from ..errors import UserError
+    from ..metrics.classifier import accuracy, checkpoint, train_classifier
+
+    cfg = config.load(args.params)
+    section(cfg, "datasets", args.dataset, args.params)
+    hp = classifier_params(cfg, args.dataset)
+    x_train, y_train, x_test, y_test = load_arrays(args.data, "x_train", "y_train", "x_test", "y_test")
+    if x_train.ndim != 4 or y_train.min() < 0:
+        raise UserError(f"{args.data}: the feature classifier needs labelled images (dataset {args.dataset} has "
+                        f"shape {x_train.shape[1:]}, min label {y_train.min()})")
+    device = runtime.select_device(cfg.get("runtime"))
+    limit_threads(cfg, args.threads)
+    seed = runtime.derive_seed(cfg["seed"], "classifier", args.dataset)
+    model = train_classifier(x_train, y_train, hp["steps"], hp["batch_size"], hp["lr"], hp["width"],
+                             hp["feature_dim"], seed, str(device))
+    test_acc = accuracy(model, torch.from_numpy(x_test), torch.from_numpy(y_test))
+    train_acc = accuracy(model, torch.from_numpy(x_train), torch.from_numpy(y_train))
+    ckpt = checkpoint(model, dataset=args.dataset, test_accuracy=test_acc, train_accuracy=train_acc)
+    io.write_with(args.out, lambda tmp: torch.save(ckpt, tmp))
+    io.write_provenance(args.out, hp, seed=seed, dataset=args.dataset, test_accuracy=test_acc,
+                        train_accuracy=train_acc, n_train=len(x_train), n_test=len(x_test), arch=model.arch)
+    print(f"{args.dataset} classifier: test accuracy {test_acc:.4f} (train {train_acc:.4f}) → {args.out}")
+    return 0
