@@ -1,1 +1,46 @@
-# owned by the sample area; see docs/DEVELOPING.md
+# owned by the sample area; see docs/DEVELOPING.md "Workflow rules".
+# One job per (model, sampler) runs every grid × NFE × seed cell (start-up amortised); one reference job per model.
+# Outputs are read by metrics.smk (`evaluate`): results/samples/{model}/{sampler}.{npz,json} and _reference.{npz,json}.
+
+SAMPLE_FILES = expand("results/samples/{model}/{sampler}.npz", model=SWEEP_MODELS, sampler=SAMPLERS)
+REFERENCE_FILES = expand("results/samples/{model}/_reference.npz", model=SWEEP_MODELS)
+
+
+wildcard_constraints:
+    sampler="|".join(SAMPLERS),
+
+
+rule sample:
+    input:
+        model="results/models/{model}/model.pt",
+    output:
+        npz="results/samples/{model}/{sampler}.npz",
+        manifest="results/samples/{model}/{sampler}.json",
+    params:
+        h=section_hash("seed", "runtime", "sampling"),
+    log:
+        "logs/sample/{model}/{sampler}.log",
+    benchmark:
+        "benchmarks/sample/{model}/{sampler}.tsv"
+    threads: 1
+    shell:
+        "{DIFFREPRO} sample --params {PARAMS} --model {wildcards.model} --sampler {wildcards.sampler} "
+        "--checkpoint {input.model} --out {output.npz} --threads {threads} --no-progress 2> {log}"
+
+
+rule reference:
+    input:
+        model="results/models/{model}/model.pt",
+    output:
+        npz="results/samples/{model}/_reference.npz",
+        manifest="results/samples/{model}/_reference.json",
+    params:
+        h=section_hash("seed", "runtime", "sampling"),
+    log:
+        "logs/reference/{model}.log",
+    benchmark:
+        "benchmarks/reference/{model}.tsv"
+    threads: 1
+    shell:
+        "{DIFFREPRO} sample --params {PARAMS} --model {wildcards.model} --reference "
+        "--checkpoint {input.model} --out {output.npz} --threads {threads} --no-progress 2> {log}"

@@ -1,0 +1,459 @@
+"""Every sampler, written once as arithmetic on the state `x`, denoiser outputs and noise draws.
+
+Signature (docs/DEVELOPING.md "Samplers"): `sampler(denoiser, x, grid, schedule, noise, **options) -> x_final`.
+`grid` holds decreasing times of `schedule` (K steps = K+1 points); `x = σ(grid[0])·ε₀`; `noise.draw(like)` returns
+fresh standard normal noise. Every coefficient is a Python float computed from the schedule and the grid before the
+state is touched, and states only meet `+ − *scalar /scalar`: run with `natural_inference.linear_form.LinearForm`
+states the same function returns the Natural Inference matrices (C, B). The one nonlinearity, dynamic thresholding
+(DPM-Solver++ / UniPC data prediction), is off by default and refused on non-tensor states.
+
+Notation: x_t = α·x0 + σ·ε, λ = log(α/σ), h = λ_{i+1} − λ_i > 0. D_i = D(x_i, t_i). Written in a schedule's own
+time variable t, the probability-flow ODE is (NI §4.4, score = (αD − x)/σ²)
+
+    dx/dt = f·x − ½g²·score = (d log σ/dt)·x − α·(dλ/dt)·D  =: a_x·x − a_D·D,
+
+which in EDM coordinates (t = σ, α = 1) is GEO §1.1's dx/dσ = (x − D)/σ. `euler`, `heun`, `ipndm` and `ipndm_v`
+integrate this ODE in whatever coordinates they are given (the registry fixes EDM coordinates for the GEO toolbox
+versions and the model's own for NI's `ode_euler`); DDIM, DPM-Solver(++), DEIS and UniPC are exponential integrators
+and give the same states (up to x ↦ x·α_to/α_from) in any coordinates.
+
+Options shared by all samplers (GEO §2.9): `afs` replaces the first denoiser call by the analytical direction
+ε ≈ x/√(α²+σ²) (saves 1 NFE); `denoise_to_zero` returns D(x_K, t_K) after the last step (+1 NFE); `trajectory`
+(a list) collects (t, x, D) for every denoiser evaluation.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+__all__ = ["ddim", "sde_euler", "euler", "heun", "dpm_singlestep", "dpmpp_multistep", "deis", "ipndm", "ipndm_v",
+           "unipc", "Nodes", "TorchNoise"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# shared helpers
+# ---------------------------------------------------------------------------------------------------------------------
+class TorchNoise:
+    """Noise source for tensor mode: fresh N(0, I) draws from one `torch.Generator` (same device as the state)."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def draw(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(like.shape, generator=self.generator, dtype=like.dtype, device=self.generator.device
+                           ).to(like.device)
+
+
+class Nodes:
+    """Schedule scalars at every grid point, as Python float lists: t, α, σ, λ, and the ODE coefficients a_x, a_D."""
+
+    def __init__(self, schedule, grid):
+        t = torch.as_tensor([float(v) for v in grid], dtype=torch.float64)
+        if len(t) < 2 or not bool((t[1:] < t[:-1]).all()):
+            raise ValueError(f"a sampling grid must hold ≥ 2 strictly decreasing times, got {t.tolist()}")
+        self.schedule = schedule
+        self.t = t.tolist()
+        self.alpha = schedule.alpha(t).tolist()
+        self.sigma = schedule.sigma(t).tolist()
+        self.lam = schedule.lambda_(t).tolist()
+        f, g2 = schedule.f(t).tolist(), schedule.g2(t).tolist()
+        # a_x = f + ½g²/σ², a_D = ½g²·α/σ² (PF-ODE velocity v = a_x·x − a_D·D); undefined where σ = 0
+        self.a_x = [fi + 0.5 * gi / si**2 if si > 0 else math.nan for fi, gi, si in zip(f, g2, self.sigma)]
+        self.a_d = [0.5 * gi * ai / si**2 if si > 0 else math.nan for gi, ai, si in zip(g2, self.alpha, self.sigma)]
+        self.steps = len(self.t) - 1
+
+    def h(self, i: int) -> float:
+        """Step in λ from node i to i+1 (> 0)."""
+        return self.lam[i + 1] - self.lam[i]
+
+    def t_at_lambda(self, lam: float) -> float:
+        return float(self.schedule.t_from_lambda(lam))
+
+    def scalars_at(self, t: float) -> tuple[float, float]:
+        return float(self.schedule.alpha(t)), float(self.schedule.sigma(t))
+
+
+def _evaluate(denoiser, x, t, trajectory):
+    d = denoiser(x, t)
+    if trajectory is not None:
+        trajectory.append((t, x, d))
+    return d
+
+
+def _first_eval(denoiser, x, nodes: Nodes, afs: bool, trajectory):
+    """D at grid[0]; with `afs` the analytical first step (GEO §2.9): ε̂ = x/√(α²+σ²), D = (x − σ·ε̂)/α, no NFE."""
+    if not afs:
+        return _evaluate(denoiser, x, nodes.t[0], trajectory)
+    a, s = nodes.alpha[0], nodes.sigma[0]
+    d = x * ((1.0 - s / math.sqrt(a * a + s * s)) / a) if a > 0 else x * 0.0
+    if trajectory is not None:
+        trajectory.append((nodes.t[0], x, d))
+    return d
+
+
+def _finish(denoiser, x, nodes: Nodes, denoise_to_zero: bool, trajectory):
+    return _evaluate(denoiser, x, nodes.t[-1], trajectory) if denoise_to_zero else x
+
+
+def _lincomb(coeffs, terms):
+    """Σ c_k·v_k for a non-empty list (no `sum()`: keeps the contract's operator set minimal)."""
+    out = terms[0] * coeffs[0]
+    for c, v in zip(coeffs[1:], terms[1:]):
+        out = out + v * c
+    return out
+
+
+def _velocity(x, d, nodes: Nodes, i: int):
+    return x * nodes.a_x[i] - d * nodes.a_d[i]
+
+
+def _threshold(d, ratio: float = 0.995, max_value: float = 1.0):
+    """Dynamic thresholding (Imagen; DPM-Solver++ §4 default in the GEO toolbox): s = max(max_value, quantile_ratio
+    |D|) per sample, D ← clip(D, −s, s)/s. Nonlinear: refused on linear forms."""
+    if not isinstance(d, torch.Tensor):
+        raise TypeError("thresholding is nonlinear and cannot be traced (set threshold=False)")
+    flat = d.reshape(len(d), -1).abs()
+    s = torch.quantile(flat.float(), ratio, dim=1).to(d.dtype).clamp(min=max_value).reshape(-1, *[1] * (d.ndim - 1))
+    return torch.maximum(torch.minimum(d, s), -s) / s
+
+
+def _orders(steps: int, max_order: int, lower_order_final: bool) -> list[int]:
+    """Order per step of a multistep method: warm start q = i+1; with lower_order_final q ≤ steps − i (GEO §2.7)."""
+    return [min(max_order, i + 1, steps - i) if lower_order_final else min(max_order, i + 1) for i in range(steps)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DDIM / DDPM (model coordinates), flow Euler (= DDIM on the flow schedule, NI §4.3)
+# ---------------------------------------------------------------------------------------------------------------------
+def ddim(denoiser, x, grid, schedule, noise=None, *, eta: float = 0.0, afs=False, denoise_to_zero=False,
+         trajectory=None):
+    """DDIM (Song et al. 2021, eq. 12) with stochasticity η; η = 1 is DDPM ancestral sampling (the posterior
+    q(x_{i+1} | x_i, x0 = D_i), NI §4.2).
+
+    x_{i+1} = α_{i+1}·D + √(σ_{i+1}² − c²)·ε̂ + c·z,  ε̂ = (x − α_i·D)/σ_i,  c = η·σ_{i+1}·√(1 − SNR_i/SNR_{i+1}).
+    Order (η = 0): 1, on any grid (exact exponential integrator of the PF-ODE for constant D; = Euler in σ_ve,
+    = DPM-Solver-1). η > 0: a reverse-SDE sampler (weak order 1), draws one noise per step.
+    """
+    n = Nodes(schedule, grid)
+    for i in range(n.steps):
+        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        a, s, a1, s1 = n.alpha[i], n.sigma[i], n.alpha[i + 1], n.sigma[i + 1]
+        c = eta * s1 * math.sqrt(max(0.0, 1.0 - (a * s1 / (s * a1)) ** 2)) if a1 > 0 else eta * s1
+        r = math.sqrt(max(0.0, s1 * s1 - c * c)) / s  # weight of x: √(σ_{i+1}² − c²)/σ_i
+        x = x * r + d * (a1 - a * r)
+        if eta > 0:
+            x = x + noise.draw(x) * c
+    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Euler-type integrators of the PF-ODE / reverse SDE in the schedule's own t (NI §4.4–4.6; GEO §2.1–2.2)
+# ---------------------------------------------------------------------------------------------------------------------
+def sde_euler(denoiser, x, grid, schedule, noise=None, *, afs=False, denoise_to_zero=False, trajectory=None):
+    """Euler–Maruyama on the reverse SDE dx = (f·x − g²·score)dt + g dw̄ (NI §4.5), dt = t_{i+1} − t_i < 0:
+    x ← x + dt·(f·x − g²·score) + √(g²·|dt|)·z. Strong order ½, weak order 1 in t."""
+    n = Nodes(schedule, grid)
+    f = schedule.f(torch.as_tensor(n.t, dtype=torch.float64)).tolist()
+    g2 = schedule.g2(torch.as_tensor(n.t, dtype=torch.float64)).tolist()
+    for i in range(n.steps):
+        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        dt, s2 = n.t[i + 1] - n.t[i], n.sigma[i] ** 2
+        # score = (α·D − x)/σ²  ⇒  drift = (f + g²/σ²)·x − g²·α/σ²·D
+        x = x * (1.0 + dt * (f[i] + g2[i] / s2)) - d * (dt * g2[i] * n.alpha[i] / s2) \
+            + noise.draw(x) * math.sqrt(g2[i] * abs(dt))
+    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+
+
+def euler(denoiser, x, grid, schedule, noise=None, *, afs=False, denoise_to_zero=False, trajectory=None):
+    """Euler on the PF-ODE in the schedule's own t: x_{i+1} = x_i + (t_{i+1} − t_i)·v(x_i, D_i).
+
+    In EDM coordinates this is GEO §2.1 (`euler` = DDIM); in the model's VP t it is NI's ODE Euler (§4.4).
+    Order 1 in t, on any grid whose spacing is a smooth function of the step index.
+    """
+    n = Nodes(schedule, grid)
+    for i in range(n.steps):
+        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        x = x + _velocity(x, d, n, i) * (n.t[i + 1] - n.t[i])
+    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+
+
+def heun(denoiser, x, grid, schedule, noise=None, *, afs=False, denoise_to_zero=False, trajectory=None):
+    """Heun (EDM Alg. 1; GEO §2.2; NI §4.6 with α(t) in the corrector): predictor x̃ = x + h·v_i, corrector
+    x_{i+1} = x + h·(v_i + v(x̃, D(x̃, t_{i+1})))/2, applied on every step (an Euler step only if σ_{i+1} = 0).
+    2 NFE per step. Order 2 in t."""
+    n = Nodes(schedule, grid)
+    for i in range(n.steps):
+        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        dt = n.t[i + 1] - n.t[i]
+        v = _velocity(x, d, n, i)
+        x_pred = x + v * dt
+        if n.sigma[i + 1] > 0:
+            d_pred = _evaluate(denoiser, x_pred, n.t[i + 1], trajectory)
+            x = x + (v + _velocity(x_pred, d_pred, n, i + 1)) * (0.5 * dt)
+        else:
+            x = x_pred
+    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+
+
+# fixed uniform-step Adams–Bashforth weights, newest first (GEO §2.4)
+_AB_WEIGHTS = {1: (1.0,), 2: (1.5, -0.5), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}
+
+
+def _ipndm_v_weights(h: float, hs: list[float], q: int) -> tuple[float, ...]:
+    """iPNDM_v weights (GEO §2.5, copied as specified; not textbook variable-step AB for q ≥ 3).
+    h: current step; hs = [h1, h2, h3]: the previous steps, newest first."""
+    if q == 1:
+        return (1.0,)
+    h1 = hs[0]
+    if q == 2:
+        return (1 + h / (2 * h1), -h / (2 * h1))
+    h2 = hs[1]
+    big_t = 0.5 * (1 - h * h / (3 * h1 * (h1 + h2)))
+    c0, c1, c2 = 1 + h / (2 * h1) + big_t, -h / (2 * h1) - (1 + h1 / h2) * big_t, (h1 / h2) * big_t
+    if q == 3:
+        return (c0, c1, c2)
+    h3 = hs[2]
+    rho = h1 * (h1 + h2) / (h2 * (h2 + h3))
+    t2 = (0.5 * (1 - h / (3 * (h + h1))) + (1 - h / (2 * (h + h1))) * h / (6 * (h + h1 + h2))) \
+        * h * (h + h1) * (h + h1 + h2) / (h1 * (h1 + h2) * (h1 + h2 + h3))
+    return (c0 + t2, c1 - (1 + h1 / h2 + rho) * t2, c2 + (h1 / h2 + rho * (1 + h2 / h3)) * t2, -rho * (h1 / h2) * t2)
+
+
+def _adams(denoiser, x, grid, schedule, weights, max_order, afs, denoise_to_zero, trajectory):
+    """Linear multistep x_{i+1} = x_i + h_i·Σ_j w_j·v_{i−j} with warm start q = min(max_order, i+1) (GEO §2.4–2.5)."""
+    n = Nodes(schedule, grid)
+    history = []  # velocities, newest first
+    for i in range(n.steps):
+        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        history = [_velocity(x, d, n, i)] + history[: max_order - 1]
+        q = min(max_order, i + 1)
+        dt = n.t[i + 1] - n.t[i]
+        past_steps = [n.t[i - j] - n.t[i - j - 1] for j in range(min(i, 3))]
+        x = x + _lincomb(weights(dt, past_steps, q), history[:q]) * dt
+    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+
+
+def ipndm(denoiser, x, grid, schedule, noise=None, *, max_order: int = 4, afs=False, denoise_to_zero=False,
+          trajectory=None):
+    """iPNDM (Zhang & Chen 2023; GEO §2.4): Adams–Bashforth with the fixed uniform-step weights (orders 1–4) on
+    the PF-ODE velocity, warm-started by lowering the order. Order min(max_order, 4) on a uniform grid in t only:
+    on a non-uniform grid (EDM ρ, logSNR) h_i·v_{i−j} ≠ the step of the transformed variable; the O(h²) mismatch
+    cancels (Σ_j w_j(½ + j) = 0) but the O(h³) one does not, so the method is order 2 there (measured)."""
+    if not 1 <= max_order <= 4:
+        raise ValueError(f"ipndm max_order must be 1..4, got {max_order}")
+    return _adams(denoiser, x, grid, schedule, lambda h, hs, q: _AB_WEIGHTS[q], max_order, afs, denoise_to_zero,
+                  trajectory)
+
+
+def ipndm_v(denoiser, x, grid, schedule, noise=None, *, max_order: int = 4, afs=False, denoise_to_zero=False,
+            trajectory=None):
+    """iPNDM_v (GEO §2.5): variable-step weights exactly as in diff-solvers. Order 2 for max_order = 2; the q = 3, 4
+    weights match only the first three AB order conditions, so the method has order 3 for max_order ≥ 3."""
+    if not 1 <= max_order <= 4:
+        raise ValueError(f"ipndm_v max_order must be 1..4, got {max_order}")
+    return _adams(denoiser, x, grid, schedule, _ipndm_v_weights, max_order, afs, denoise_to_zero, trajectory)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DPM-Solver (noise form) and DPM-Solver++ (data form), singlestep: NI §4.7–4.8
+# ---------------------------------------------------------------------------------------------------------------------
+def dpm_singlestep(denoiser, x, grid, schedule, noise=None, *, order: int = 2, predict_x0: bool = False,
+                   r1: float | None = None, r2: float | None = None, threshold: bool = False, afs=False,
+                   denoise_to_zero=False, trajectory=None):
+    """Singlestep DPM-Solver-k (`predict_x0=False`, noise form) or DPM-Solver++(kS) (`predict_x0=True`, data form),
+    k = order ∈ {1, 2, 3}; intermediate nodes at λ_i + r·h (r1 = ½ for k = 2; r1 = ⅓, r2 = ⅔ for k = 3).
+    k NFE per step. Order k in λ, on any grid (exponential integrator: exact for the linear part).
+    Written with u = the model output M (ε̂ = (x − αD)/σ or D) and φ1(z) = e^z − 1."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"DPM-Solver order must be 1, 2 or 3, got {order}")
+    r1 = (0.5 if order == 2 else 1 / 3) if r1 is None else r1
+    r2 = 2 / 3 if r2 is None else r2
+    n = Nodes(schedule, grid)
+
+    def model(xx, t, a, s, first=False):
+        d = _first_eval(denoiser, xx, n, afs, trajectory) if first else _evaluate(denoiser, xx, t, trajectory)
+        if predict_x0:
+            return _threshold(d) if threshold else d
+        return (xx - d * a) / s  # ε̂
+
+    def transfer(xx, a0, s0, a1, s1, hh):
+        """Exponential-integrator base step from (a0, s0) to (a1, s1) over λ-step hh with the model value M0."""
+        # noise: (α1/α0)x − σ1·φ1(hh)·ε̂;  data: (σ1/σ0)x − α1·φ1(−hh)·D
+        return (xx * (a1 / a0), -s1 * math.expm1(hh)) if not predict_x0 else (xx * (s1 / s0), -a1 * math.expm1(-hh))
+
+    for i in range(n.steps):
+        a, s, a1, s1, h = n.alpha[i], n.sigma[i], n.alpha[i + 1], n.sigma[i + 1], n.h(i)
+        m0 = model(x, n.t[i], a, s, first=i == 0)
+        base, c0 = transfer(x, a, s, a1, s1, h)
+        sgn = 1.0 if not predict_x0 else -1.0          # data form: φ's of −h
+        scale = s1 if not predict_x0 else a1           # σ_t (noise) or α_t (data)
+        phi_h = math.expm1(sgn * h)
+        if order == 1:
+            x = base + m0 * c0
+            continue
+        t_a = n.t_at_lambda(n.lam[i] + r1 * h)
+        aa, sa = n.scalars_at(t_a)
+        u_base, u_c0 = transfer(x, a, s, aa, sa, r1 * h)
+        m1 = model(u_base + m0 * u_c0, t_a, aa, sa)
+        if order == 2:
+            # x_t = base − scale·φ1(±h)·M0 − (1/(2r1))·scale·φ1(±h)·(M1 − M0)     (NI §4.7)
+            x = base + m0 * c0 + (m1 - m0) * (-scale * phi_h / (2 * r1))
+            continue
+        t_b = n.t_at_lambda(n.lam[i] + r2 * h)
+        ab, sb = n.scalars_at(t_b)
+        v_base, v_c0 = transfer(x, a, s, ab, sb, r2 * h)
+        scale_b = sb if not predict_x0 else ab
+        phi_r2 = math.expm1(sgn * r2 * h)
+        # u2 = base₂ − scale₂·φ1(±r2h)·M0 ∓ (r2/r1)·scale₂·(φ1(±r2h)/(r2h) ∓ 1)·(M1 − M0)   (NI §4.8)
+        m2 = model(v_base + m0 * v_c0 + (m1 - m0) * (-sgn * (r2 / r1) * scale_b * (phi_r2 / (r2 * h) - sgn)),
+                   t_b, ab, sb)
+        x = base + m0 * c0 + (m2 - m0) * (-sgn * (1 / r2) * scale * (phi_h / h - sgn))
+    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DPM-Solver++ multistep (data form): GEO §2.7 in (α, σ) form
+# ---------------------------------------------------------------------------------------------------------------------
+def dpmpp_multistep(denoiser, x, grid, schedule, noise=None, *, order: int = 2, lower_order_final: bool = True,
+                    threshold: bool = False, taylor_d2: bool = False, afs=False, denoise_to_zero=False,
+                    trajectory=None):
+    """DPM-Solver++(kM), k = order ∈ {1, 2, 3} (Lu et al. 2022, Alg. 2 and the official 3M update).
+    x_{i+1} = (σ_{i+1}/σ_i)·x_i − α_{i+1}·φ1·M_i [− ½α_{i+1}φ1·Δ0 | + α_{i+1}(φ2·D1 − φ3·D2)], φ1 = e^{−h} − 1.
+    Warm start by lower orders; `lower_order_final` makes the last step first order (the one before ≤ 2nd).
+    1 NFE per step. Order in λ: 1 (k = 1), 2 (k = 2), and 2 for the published 3M update: D2 = (Δ0 − Δ1)/(r0 + r1)
+    ≈ ½h²M'' while the exponential-integrator Taylor term is −α·h²φ3·M'', so the update misses half of it (local
+    error O(h³); checked on a quadratic M, tests/test_samplers.py). `taylor_d2=True` uses −2αφ3·D2: order 3."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"DPM-Solver++ multistep order must be 1, 2 or 3, got {order}")
+    n = Nodes(schedule, grid)
+    ms, lams = [], []  # model outputs and their λ, newest first
+    for i, q in enumerate(_orders(n.steps, order, lower_order_final)):
+        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        ms, lams = [_threshold(d) if threshold else d] + ms[:2], [n.lam[i]] + lams[:2]
+        h = n.h(i)
+        a1 = n.alpha[i + 1]
+        phi1 = math.expm1(-h)
+        x_next = x * (n.sigma[i + 1] / n.sigma[i]) + ms[0] * (-a1 * phi1)
+        if q == 2:
+            r0 = (lams[0] - lams[1]) / h
+            x_next = x_next + (ms[0] - ms[1]) * (-0.5 * a1 * phi1 / r0)
+        elif q == 3:
+            r0, r1 = (lams[0] - lams[1]) / h, (lams[1] - lams[2]) / h
+            phi2 = phi1 / h + 1.0
+            phi3 = phi2 / h - 0.5
+            delta0 = (ms[0] - ms[1]) / r0
+            delta1 = (ms[1] - ms[2]) / r1
+            d1 = delta0 + (delta0 - delta1) * (r0 / (r0 + r1))
+            d2 = (delta0 - delta1) / (r0 + r1)
+            x_next = x_next + d1 * (a1 * phi2) - d2 * (a1 * phi3 * (2.0 if taylor_d2 else 1.0))
+        x = x_next
+    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DEIS tAB (Zhang & Chen 2023): exponential integrator with ε̂ interpolated in VP time τ (GEO §2.6, NI §4.9)
+# ---------------------------------------------------------------------------------------------------------------------
+def _fit_vp_linear(sigma_max: float, sigma_min: float, eps_s: float = 1e-3) -> tuple[float, float]:
+    """(β_d, β_min) of the linear-β VP map σ(τ) = √(exp(½β_dτ² + β_minτ) − 1) with σ(1) = σ_max, σ(ε_s) = σ_min
+    (GEO §2.6; ≈ (17.538, −0.00477) for [0.002, 80])."""
+    l1, l0 = math.log1p(sigma_max**2), math.log1p(sigma_min**2)
+    beta_d = 2 * (l0 / eps_s - l1) / (eps_s - 1)
+    return beta_d, l1 - beta_d / 2
+
+
+@lru_cache(maxsize=256)
+def deis_coefficients(sigmas: tuple[float, ...], order: int, quad_points: int = 64) -> tuple[tuple[float, ...], ...]:
+    """C[i][j] = ∫_{τ_i}^{τ_{i+1}} (dσ/dτ)(τ)·ℓ_j(τ) dτ, ℓ_j the Lagrange basis on τ_i, τ_{i−1}, …, τ_{i−q+1}
+    (q = min(i+1, order+1)), σ = σ_ve; Gauss–Legendre quadrature (GEO uses a 10 000-point Riemann sum)."""
+    beta_d, beta_min = _fit_vp_linear(sigmas[0], sigmas[-1])
+    sig = np.asarray(sigmas, dtype=np.float64)
+    tau = (np.sqrt(beta_min**2 + 2 * beta_d * np.log1p(sig**2)) - beta_min) / beta_d
+    nodes, weights = np.polynomial.legendre.leggauss(quad_points)
+    out = []
+    for i in range(len(sigmas) - 1):
+        q = min(i + 1, order + 1)
+        lo, hi = tau[i], tau[i + 1]
+        u = 0.5 * (hi - lo) * nodes + 0.5 * (hi + lo)
+        expo = np.exp(0.5 * beta_d * u**2 + beta_min * u)
+        dsig = 0.5 * (beta_d * u + beta_min) * expo / np.sqrt(expo - 1.0)
+        pts = tau[i - np.arange(q)]
+        row = []
+        for j in range(q):
+            others = np.delete(pts, j)
+            basis = np.prod((u[:, None] - others[None]) / (pts[j] - others[None]), axis=1) if q > 1 else 1.0
+            row.append(float(0.5 * (hi - lo) * np.sum(weights * dsig * basis)))
+        out.append(tuple(row))
+    return tuple(out)
+
+
+def deis(denoiser, x, grid, schedule, noise=None, *, order: int = 3, afs=False, denoise_to_zero=False,
+         trajectory=None):
+    """DEIS tAB-r (r = order ∈ 0..3: polynomial degree, r+1 past ε̂'s; tAB0 = DDIM) in VE variables:
+    x_ve,{i+1} = x_ve,i + Σ_j C_ij·ε̂_{i−j}, ε̂ = (x − αD)/σ, coefficients by quadrature in the fitted VP time τ.
+    Order r+1 in τ (warm start by lower degree)."""
+    if not 0 <= order <= 3:
+        raise ValueError(f"DEIS tAB order must be 0..3, got {order}")
+    n = Nodes(schedule, grid)
+    sig_ve = tuple(s / a for s, a in zip(n.sigma, n.alpha))
+    coeffs = deis_coefficients(sig_ve, order)
+    eps_hist = []
+    for i in range(n.steps):
+        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        eps_hist = [(x - d * n.alpha[i]) / n.sigma[i]] + eps_hist[:order]
+        a1 = n.alpha[i + 1]
+        x = x * (a1 / n.alpha[i]) + _lincomb([c * a1 for c in coeffs[i]], eps_hist[: len(coeffs[i])])
+    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# UniPC (Zhao et al. 2023): unified predictor–corrector, data prediction, bh1 / bh2 (GEO §2.8)
+# ---------------------------------------------------------------------------------------------------------------------
+def _unipc_weights(rks: list[float], h: float, variant: str) -> tuple[list[float], list[float], float, float]:
+    """(ρ^P, ρ^C, φ1 = e^{−h} − 1, B(h)) for data prediction: R[p, k] = r_k^p, b_p = g_p·(p+1)!/B."""
+    hh = -h
+    phi1 = math.expm1(hh)
+    big_b = hh if variant == "bh1" else math.expm1(hh)
+    q = len(rks)
+    g, fact, b = phi1 / hh - 1.0, 1.0, []
+    for p in range(q):
+        b.append(g * fact / big_b)
+        fact *= p + 2
+        g = g / hh - 1.0 / fact
+    r = np.array([[rk**p for rk in rks] for p in range(q)])
+    rho_p = [] if q == 1 else [0.5] if q == 2 else np.linalg.solve(r[:-1, :-1], b[:-1]).tolist()
+    rho_c = [0.5] if q == 1 else np.linalg.solve(r, b).tolist()
+    return rho_p, rho_c, phi1, big_b
+
+
+def unipc(denoiser, x, grid, schedule, noise=None, *, order: int = 3, variant: str = "bh2",
+          lower_order_final: bool = True, threshold: bool = False, afs=False, denoise_to_zero=False,
+          trajectory=None):
+    """UniPC-p (UniP-p predictor + UniC corrector), data prediction, B(h) = h (bh1) or e^h − 1 (bh2).
+    The corrector reuses the model output at the predicted point, so NFE = K; no corrector on the last step.
+    Order p+1 in λ with the corrector (p on the last, uncorrected step; lower_order_final lowers p at the end)."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
+    if variant not in ("bh1", "bh2"):
+        raise ValueError(f"UniPC variant must be 'bh1' or 'bh2', got {variant!r}")
+    n = Nodes(schedule, grid)
+    d = _first_eval(denoiser, x, n, afs, trajectory)
+    ms, lams = [_threshold(d) if threshold else d], [n.lam[0]]  # newest first
+    for i, q in enumerate(_orders(n.steps, order, lower_order_final)):
+        h, a1 = n.h(i), n.alpha[i + 1]
+        rks = [(lams[k] - lams[0]) / h for k in range(1, q)] + [1.0]
+        diffs = [(ms[k] - ms[0]) / rks[k - 1] for k in range(1, q)]
+        rho_p, rho_c, phi1, big_b = _unipc_weights(rks, h, variant)
+        x_base = x * (n.sigma[i + 1] / n.sigma[i]) + ms[0] * (-a1 * phi1)
+        x_pred = x_base if q == 1 else x_base + _lincomb(rho_p, diffs) * (-a1 * big_b)
+        if i == n.steps - 1:
+            x = x_pred
+            break
+        d = _evaluate(denoiser, x_pred, n.t[i + 1], trajectory)
+        m_new = _threshold(d) if threshold else d
+        corr = (m_new - ms[0]) * rho_c[-1] if q == 1 else _lincomb(rho_c[:-1], diffs) + (m_new - ms[0]) * rho_c[-1]
+        x = x_base + corr * (-a1 * big_b)
+        ms, lams = [m_new] + ms[: order - 1], [n.lam[i + 1]] + lams[: order - 1]
+    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
