@@ -1,1 +1,125 @@
-# owned by the ni area; see docs/DEVELOPING.md
+# owned by the ni area; see docs/DEVELOPING.md "Workflow rules" and "Report sections".
+# Natural Inference study, one job per part (`diffrepro ni study --part ...`), each writing a section.json:
+#   ni_matrices                      traced matrices, heatmaps, marginal + equivalence tables (no model needed)
+#   ni_search  (per ni.search.models)    tuned C vs baselines; results/samples/{model}/ni_tuned.{npz,json}
+#   ni_sharpness (per ni.sharpness.models) sharpness family; results/samples/{model}/ni_sharp.{npz,json}
+#   ni_cfg     (ni.cfg.model)        guidance scale × sampler on a class-conditional model
+# The sweep variants ni_tuned / ni_sharp join EXTRA_SAMPLERS when every sweep model has them.
+
+NI_CFG = config.get("ni", {})
+NI_SEARCH_MODELS = list(NI_CFG.get("search", {}).get("models", []))
+NI_SHARP_MODELS = list(NI_CFG.get("sharpness", {}).get("models", []))
+NI_CFG_MODEL = NI_CFG.get("cfg", {}).get("model")
+
+
+def _ni_classifier(model):
+    dataset = dataset_of(model)
+    return [f"results/classifiers/{dataset}/classifier.pt"] if dataset in config.get("classifier", {}) else []
+
+
+def _ni_model_inputs(model):
+    return {"model": f"results/models/{model}/model.pt", "data": f"results/data/{dataset_of(model)}/data.npz",
+            "classifier": _ni_classifier(model)}
+
+
+def _ni_tuned_source():
+    return NI_CFG.get("cfg", {}).get("tuned_from") or (NI_SEARCH_MODELS[0] if NI_SEARCH_MODELS else None)
+
+
+rule ni_matrices:
+    output:
+        section="results/ni/matrices/section.json",
+    params:
+        h=section_hash("seed", "ni"),
+    log:
+        "logs/ni_matrices/ni_matrices.log",
+    benchmark:
+        "benchmarks/ni_matrices/ni_matrices.tsv"
+    threads: 1
+    shell:
+        "{DIFFREPRO} ni study --params {PARAMS} --part matrices --out-dir results/ni/matrices "
+        "--threads {threads} 2> {log}"
+
+
+SECTIONS.append("results/ni/matrices/section.json")
+
+if NI_SEARCH_MODELS:
+
+    rule ni_search:
+        input:
+            unpack(lambda wc: _ni_model_inputs(wc.model)),
+        output:
+            section="results/ni/search/{model}/section.json",
+            tuned=expand("results/ni/search/{{model}}/ni_tuned_nfe{nfe:03d}.npz",
+                         nfe=NI_CFG.get("search", {}).get("nfe", [])),
+            npz="results/samples/{model}/ni_tuned.npz",
+            manifest="results/samples/{model}/ni_tuned.json",
+        wildcard_constraints:
+            model="|".join(NI_SEARCH_MODELS),
+        params:
+            h=section_hash("seed", "ni", "sampling"),
+        log:
+            "logs/ni_search/{model}.log",
+        benchmark:
+            "benchmarks/ni_search/{model}.tsv"
+        threads: 1
+        shell:
+            "{DIFFREPRO} ni study --params {PARAMS} --part search --model {wildcards.model} "
+            "--out-dir results/ni/search/{wildcards.model} --threads {threads} 2> {log}"
+
+    SECTIONS.extend(expand("results/ni/search/{model}/section.json", model=NI_SEARCH_MODELS))
+
+if NI_SHARP_MODELS:
+
+    rule ni_sharpness:
+        input:
+            unpack(lambda wc: _ni_model_inputs(wc.model)),
+        output:
+            section="results/ni/sharpness/{model}/section.json",
+            npz="results/samples/{model}/ni_sharp.npz",
+            manifest="results/samples/{model}/ni_sharp.json",
+        wildcard_constraints:
+            model="|".join(NI_SHARP_MODELS),
+        params:
+            h=section_hash("seed", "ni", "sampling"),
+        log:
+            "logs/ni_sharpness/{model}.log",
+        benchmark:
+            "benchmarks/ni_sharpness/{model}.tsv"
+        threads: 1
+        shell:
+            "{DIFFREPRO} ni study --params {PARAMS} --part sharpness --model {wildcards.model} "
+            "--out-dir results/ni/sharpness/{wildcards.model} --threads {threads} 2> {log}"
+
+    SECTIONS.extend(expand("results/ni/sharpness/{model}/section.json", model=NI_SHARP_MODELS))
+
+if NI_CFG_MODEL:
+
+    rule ni_cfg:
+        input:
+            unpack(lambda wc: _ni_model_inputs(NI_CFG_MODEL)),
+            tuned=(
+                [f"results/ni/search/{_ni_tuned_source()}/ni_tuned_nfe{NI_CFG['cfg'].get('nfe', 15):03d}.npz"]
+                if "ni_tuned" in NI_CFG["cfg"].get("samplers", []) and _ni_tuned_source()
+                else []
+            ),
+        output:
+            section="results/ni/cfg/section.json",
+        params:
+            h=section_hash("seed", "ni"),
+        log:
+            "logs/ni_cfg/ni_cfg.log",
+        benchmark:
+            "benchmarks/ni_cfg/ni_cfg.tsv"
+        threads: 1
+        shell:
+            "{DIFFREPRO} ni study --params {PARAMS} --part cfg --out-dir results/ni/cfg --threads {threads} 2> {log}"
+
+    SECTIONS.append("results/ni/cfg/section.json")
+
+# Sweep variants: evaluated and aggregated like any sampler once every sweep model has the file.
+EXTRA_SAMPLERS = globals().get("EXTRA_SAMPLERS", [])
+if NI_SEARCH_MODELS and set(SWEEP_MODELS) <= set(NI_SEARCH_MODELS):
+    EXTRA_SAMPLERS.append("ni_tuned")
+if NI_SHARP_MODELS and set(SWEEP_MODELS) <= set(NI_SHARP_MODELS):
+    EXTRA_SAMPLERS.append("ni_sharp")

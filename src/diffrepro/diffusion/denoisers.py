@@ -22,6 +22,8 @@ and a sampler that both use this module agree by construction.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Callable, Union
 
 import torch
@@ -163,7 +165,8 @@ def reschedule(denoiser: Denoiser, src: Schedule, dst: Schedule) -> Denoiser:
         return denoiser
     upper = src.t_upper
 
-    def denoise(x, t: float, **kwargs):
+    @functools.lru_cache(maxsize=4096)  # samplers revisit the same few times; keep per-call overhead to a lookup
+    def time_and_scale(t: float) -> tuple[float, float]:
         a_dst = float(dst.alpha(t))
         if a_dst <= 0.0:
             raise ValueError(f"reschedule {src.name}→{dst.name}: α_{dst.name}({t}) = 0 (pure noise) has no "
@@ -173,6 +176,10 @@ def reschedule(denoiser: Denoiser, src: Schedule, dst: Schedule) -> Denoiser:
             raise ValueError(f"reschedule {src.name}→{dst.name}: t={t} maps to t_src={t_src}, outside "
                              f"'{src.name}' range [0, {upper}]")
         t_src = min(max(t_src, 0.0), upper)
-        return denoiser(x * (float(src.alpha(t_src)) / a_dst), t_src, **kwargs)
+        return t_src, float(src.alpha(t_src)) / a_dst
+
+    def denoise(x, t: float, **kwargs):
+        t_src, scale = time_and_scale(float(t))
+        return denoiser(x * scale, t_src, **kwargs)
 
     return denoise
