@@ -1,0 +1,112 @@
+"""Automated search for better coefficient matrices (NI spec §5.1, §9 "future work").
+
+Constraints hold by parameterisation, not penalties: row k of C is α(τ_{k+1})·w_k with relative weights
+w_k = (θ_k0, …, θ_k,k−1, 1 − Σ_j θ_kj), so Σ_j C[k,j] = α(τ_{k+1}) exactly for any θ; B is the deterministic
+column σ(τ_{k+1})·e_0 (the tuned CIFAR files' layout, spec §5.1). Optionally only the last `window` predictions of a
+row are free (banded C, spec §5.1 "use only a short window of recent predictions").
+
+Objective: distance between the NI samples and the reference ODE solution from the same initial noises (a training
+set of noises), as the mean per-sample RMSE (the sweep's trajectory error), optionally trimmed of the worst fraction;
+Adam on θ, starting from the best
+baseline's normalised weights; the θ with the lowest training objective is returned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .executor import execute
+from .matrix import NIMatrix
+
+
+def marginal_exact(base: NIMatrix) -> NIMatrix:
+    """`base` with each row of C rescaled to sum α(τ_{k+1}) and B = σ(τ_{k+1})·e_0 (fixes DDIM's α_T·σ/σ_T deficit)."""
+    alpha, sigma = base.alphas[1:], base.sigmas[1:]
+    rows = base.C.sum(1, keepdims=True)
+    if np.any(rows == 0):
+        raise ValueError("a row of C sums to 0: its relative weights are undefined")
+    B = np.zeros((base.n, base.n + 1))
+    B[:, 0] = sigma
+    return NIMatrix(base.C / rows * alpha[:, None], B, base.nodes.copy(), {**base.meta, "marginal_exact": True})
+
+
+class Parameterisation:
+    """θ (free off-diagonal relative weights) ↔ C with exact row sums α(τ_{k+1})."""
+
+    def __init__(self, base: NIMatrix, window: int | None = None):
+        n = base.n
+        self.base = marginal_exact(base)
+        self.alpha = torch.tensor(self.base.alphas[1:], dtype=torch.float64)
+        self.window = n if window is None else int(window)
+        if self.window < 1:
+            raise ValueError(f"window must be ≥ 1, got {window}")
+        rows, cols = [], []
+        for k in range(n):
+            for j in range(max(0, k - self.window + 1), k):
+                rows.append(k)
+                cols.append(j)
+        self.rows, self.cols = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
+        w = self.base.C / self.base.alphas[1:, None]
+        self.theta0 = torch.tensor(w[rows, cols] if rows else np.zeros(0), dtype=torch.float64)
+
+    @property
+    def size(self) -> int:
+        return len(self.theta0)
+
+    def C(self, theta: torch.Tensor) -> torch.Tensor:
+        n = len(self.alpha)
+        W = torch.zeros(n, n, dtype=torch.float64).index_put((self.rows, self.cols), theta)
+        W = W + torch.diag(1.0 - W.sum(1))
+        return self.alpha[:, None] * W
+
+    def matrix(self, theta: torch.Tensor, meta: dict | None = None) -> NIMatrix:
+        return NIMatrix(self.C(theta).detach().numpy(), self.base.B, self.base.nodes, meta or {})
+
+
+@dataclass
+class SearchResult:
+    matrix: NIMatrix
+    start: NIMatrix
+    losses: list = field(default_factory=list)
+
+
+def final_samples(matrix: NIMatrix, denoiser: Callable, eps0: torch.Tensor, C: torch.Tensor | None = None):
+    return execute(matrix, denoiser, eps0, C=C)
+
+
+def per_sample_rmse(x: torch.Tensor, ref: torch.Tensor, trim: float = 0.0) -> torch.Tensor:
+    """Mean over samples of each sample's RMSE to its reference (the sweep's trajectory error, differentiable),
+    leaving out the worst `trim` fraction: a few diverging trajectories must not steer the whole matrix."""
+    err = (((x - ref) ** 2).reshape(len(x), -1).mean(1) + 1e-12).sqrt()
+    keep = max(1, int(round(len(err) * (1.0 - trim))))
+    return torch.sort(err).values[:keep].mean()
+
+
+def search(base: NIMatrix, denoiser: Callable, eps0: torch.Tensor, reference: torch.Tensor, iterations: int = 100,
+           lr: float = 1e-2, window: int | None = None, batch_size: int | None = None, seed: int = 0,
+           trim: float = 0.0) -> SearchResult:
+    """Tune C from `base` (nodes kept) to minimise the per-sample RMSE of NI(eps0) to `reference` (model coordinates,
+    the final node's) over the training noises `eps0`."""
+    par = Parameterisation(base, window)
+    theta = par.theta0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    best = (float("inf"), theta.detach().clone())
+    for _ in range(iterations):
+        idx = torch.randperm(len(eps0), generator=gen)[:batch_size] if batch_size else slice(None)
+        C = par.C(theta).to(eps0.dtype)
+        x = execute(par.base, denoiser, eps0[idx], C=C)
+        loss = per_sample_rmse(x, reference[idx].to(x.dtype), trim)
+        opt.zero_grad()
+        loss.backward()
+        value = float(loss.detach())
+        losses.append(value)
+        if value < best[0]:
+            best = (value, theta.detach().clone())
+        opt.step()
+    meta = {**base.meta, "tuned": True, "window": par.window, "iterations": iterations, "lr": lr, "trim": trim}
+    return SearchResult(par.matrix(best[1], meta), par.base, losses)
