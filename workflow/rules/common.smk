@@ -10,6 +10,8 @@ PARAMS = ".snakemake/diffrepro/params.resolved.yaml"
 DIFFREPRO = f"{sys.executable} -m diffrepro"
 # Report sections: each area's rule file appends the section files it produces (report.smk consumes them).
 SECTIONS = []
+# Extra sweep samplers other areas produce in the sweep's file format (e.g. NI's ni_tuned); evaluated and aggregated.
+EXTRA_SAMPLERS = []
 
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])

@@ -118,7 +118,6 @@ if NI_CFG_MODEL:
     SECTIONS.append("results/ni/cfg/section.json")
 
 # Sweep variants: evaluated and aggregated like any sampler once every sweep model has the file.
-EXTRA_SAMPLERS = globals().get("EXTRA_SAMPLERS", [])
 if NI_SEARCH_MODELS and set(SWEEP_MODELS) <= set(NI_SEARCH_MODELS):
     EXTRA_SAMPLERS.append("ni_tuned")
 if NI_SHARP_MODELS and set(SWEEP_MODELS) <= set(NI_SHARP_MODELS):

@@ -5,7 +5,7 @@ import glob
 
 # Samplers other areas sweep on top of sampling.samplers (e.g. Natural Inference's tuned matrices): a rule file that
 # produces results/metrics/<model>/<name>.json for every model in SWEEP_MODELS appends <name> to EXTRA_SAMPLERS.
-EXTRA_SWEEP = [s for s in globals().get("EXTRA_SAMPLERS", []) if s not in SAMPLERS]
+EXTRA_SWEEP = [s for s in EXTRA_SAMPLERS if s not in SAMPLERS]
 REPORT_TEMPLATES = sorted(glob.glob("src/diffrepro/reports/templates/*.j2"))
 PAPER_NUMBERS = "src/diffrepro/data/paper_numbers.yaml"
 # The params file(s) the run was configured with, as the report names them (PARAMS is the merged copy).

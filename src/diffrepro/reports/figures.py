@@ -1,0 +1,84 @@
+"""Matplotlib figures for the report: sample grids (images), scatter plots (2-D), metric versus NFE (one or more
+versions overlaid). Each function draws from arrays/tables and writes one PNG atomically."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from ..io import write_with  # noqa: E402
+
+DPI = 100
+
+
+def _save(fig, dest: Path) -> Path:
+    write_with(dest, lambda p: fig.savefig(p, dpi=DPI, bbox_inches="tight", format="png"))
+    plt.close(fig)
+    return dest
+
+
+def tile_images(images: np.ndarray, max_images: int = 64) -> np.ndarray:
+    """NCHW images in [-1, 1] -> one HWC (or HW) mosaic in [0, 1], √N per side, one pixel of padding."""
+    x = np.clip((images[:max_images] + 1) / 2, 0, 1)
+    n, c, h, w = x.shape
+    side = math.ceil(math.sqrt(n))
+    canvas = np.ones((c, side * (h + 1) + 1, side * (w + 1) + 1))
+    for i in range(n):
+        r, q = divmod(i, side)
+        canvas[:, 1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = x[i]
+    return canvas[0] if c == 1 else canvas.transpose(1, 2, 0)
+
+
+def sample_panels(panels: Sequence[tuple[str, np.ndarray]], dest: Path, title: str,
+                  reference: np.ndarray | None = None, max_images: int = 64) -> Path:
+    """One panel per (label, samples): image mosaics for NCHW arrays, scatter plots for [N, 2] arrays."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8), squeeze=False)
+    for ax, (label, x) in zip(axes[0], panels):
+        if x.ndim == 4:
+            ax.imshow(tile_images(x, max_images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_axis_off()
+        else:
+            if reference is not None:
+                ax.scatter(reference[:, 0], reference[:, 1], s=2, c="0.75", label="data")
+            ax.scatter(x[:, 0], x[:, 1], s=3, c="C0", label="samples")
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.tick_params(labelsize=6)
+        ax.set_title(label, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, dest)
+
+
+def metric_vs_nfe(versions: Sequence[tuple[str, pl.DataFrame]], model: str, metrics: Sequence[str], dest: Path,
+                  title: str) -> Path:
+    """Seed-mean ± std of each metric against NFE, one line per (sampler, grid); several versions are overlaid
+    (first solid, then dashed, dotted) with the same colour per (sampler, grid)."""
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    series = sorted({(s, g) for _, agg in versions
+                     for s, g in agg.filter(pl.col("model") == model).select("sampler", "grid").iter_rows()})
+    colour = {key: f"C{i % 10}" for i, key in enumerate(series)}
+    for ax, metric in zip(axes[0], metrics):
+        for v, (label, agg) in enumerate(versions):
+            for sampler, grid in series:
+                cells = agg.filter((pl.col("model") == model) & (pl.col("sampler") == sampler) & (pl.col("grid") == grid)
+                                   & pl.col(f"{metric}_mean").is_not_null()).sort("nfe")
+                if cells.height == 0:
+                    continue
+                name = f"{sampler}/{grid}" + (f" ({label})" if len(versions) > 1 else "")
+                std = cells[f"{metric}_std"].fill_null(0.0).to_numpy()
+                ax.errorbar(cells["nfe"].to_numpy(), cells[f"{metric}_mean"].to_numpy(), yerr=std, capsize=2,
+                            ls=styles[v % len(styles)], marker="o", ms=3, color=colour[(sampler, grid)], label=name)
+        ax.set_xlabel("NFE (requested)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, dest)
