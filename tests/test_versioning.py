@@ -84,3 +84,27 @@ def test_push_clone_pull_leaves_nothing_to_rerun(versions):
     r = sh(clone, sys.executable, "-m", "snakemake", "--cores", "1", "-n")
     assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:]
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
+
+
+def test_compare_shows_exactly_the_change(versions):
+    """Issue 7 acceptance: compare shows exactly the changed param, non-zero deltas for the affected rows (DDIM, whose
+    η changed) and zero for the others (wall time excepted: it is a measurement, not a result)."""
+    import re
+
+    from test_compare import delta_rows, run_compare
+
+    repo = versions["repo"]
+    out = run_compare(repo, "v1", "v2")
+    assert out.returncode == 0, out.stderr
+    md = (repo / "reports/compare/v1_vs_v2.md").read_text()
+    changed = re.findall(r"^\| params/default.yaml \| `([^`]+)` \|", md, flags=re.M)
+    assert changed == ["sampling.sampler_options.ddim.eta"], changed
+    rows = delta_rows(md)
+    assert {r[2] for r in rows} >= {"ddim", "ddpm"}
+    for dataset, model, sampler, grid, nfe, metric, old, new, delta, rel, direction in rows:
+        if metric == "wall_s":
+            continue
+        if sampler == "ddim":
+            assert direction != "same" and float(delta) != 0.0, (model, sampler, nfe, metric)
+        else:
+            assert direction == "same" and float(delta) == 0.0, (model, sampler, nfe, metric)

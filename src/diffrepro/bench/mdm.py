@@ -1,0 +1,69 @@
+"""Kernel cost of the MDM objective per training batch, as a fraction of one network forward (goal ≤ 5 %).
+
+The kernel work per batch: Φ(t) and Σ(t) for every t of the batch (series / Van Loan exponential, float64), the
+Cholesky factor and W = L⁻¹GL⁻ᵀ. Prints a table; asserts nothing (timings never gate tests)."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from .. import config
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params/default.yaml", help="params YAML with mdm.studies")
+    parser.add_argument("--dataset", default=None, help="one study (default: every study)")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def _time(fn, repeats: int) -> float:
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def kernel_work(diffusion, times, batch: int):
+    import torch
+
+    from ..mdm.linear import F64, safe_cholesky
+
+    t = times.from_uniform(torch.rand(batch, dtype=F64))
+    _, sigma = diffusion.kernel(t)
+    chol = safe_cholesky(sigma, "bench")
+    q, d = diffusion.matrices()
+    g = 2.0 * diffusion.beta.beta(t)[:, None, None] * d
+    half = torch.linalg.solve_triangular(chol, g, upper=False)
+    return torch.linalg.solve_triangular(chol, half.mT, upper=False)
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = config.load(args.params)
+    import torch
+
+    from ..mdm import study as S
+    from ..mdm.linear import num_variables
+
+    torch.set_num_threads(args.threads)
+    shapes = {"toy2d": (2,), "gaussian": (cfg["datasets"].get("gaussian", {}).get("dim", 2),),
+              "gaussian_mixture": (cfg["datasets"].get("gmm", {}).get("dim", 16),),
+              "digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+    studies = cfg["mdm"]["studies"]
+    names = [args.dataset] if args.dataset else list(studies)
+    print(f"{'dataset':10s} {'diffusion':10s} {'batch':>6s} {'kernel ms':>10s} {'forward ms':>11s} {'fraction':>9s}")
+    for dataset in names:
+        st = S.study_config(cfg, dataset)
+        shape = shapes[cfg["datasets"][dataset]["kind"]]
+        batch = st["train"]["batch_size"]
+        times = S.times_of(cfg)
+        for name in st["diffusions"]:
+            diffusion = S.make_diffusion(cfg, name, 0)
+            net = S.make_network(st, num_variables(name), shape, 0)
+            u = torch.randn(batch, diffusion.k, *shape)
+            tt = torch.rand(batch)
+            with torch.no_grad():
+                fwd = _time(lambda: net(u, tt), args.repeats)
+                ker = _time(lambda: kernel_work(diffusion, times, batch), args.repeats)
+            print(f"{dataset:10s} {name:10s} {batch:6d} {ker * 1e3:10.3f} {fwd * 1e3:11.3f} {ker / fwd:9.1%}")
