@@ -13,7 +13,7 @@ import torch
 from ..samplers import get_sampler
 from .executor import execute
 from .matrix import NIMatrix
-from .search import marginal_exact, search
+from .search import marginal_exact, projection_gap, search
 from .sharpness import high_frequency_energy, nearest_train_distance, sharpen
 from .tracer import trace_sampler
 
@@ -79,31 +79,38 @@ def rmse(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float(d.pow(2).mean(1).sqrt().mean())
 
 
+START_ALWAYS = ("ddim", "dpmpp2m")  # one-step data-prediction recursions: B = σ·e_0 already, only rows rescale
+
+
 def tune_at(schedule, nfe: int, baselines: list[str], grid: str, denoiser: Callable, grad_denoiser: Callable,
             e_train, r_train, e_val, r_val, iterations: int, lr: float, window: int | None, seed: int = 0,
             batch_size: int | None = None, trim: float = 0.0) -> dict:
-    """Trace the deterministic baselines at `nfe` on `grid`, pick the one whose marginal-exact version (rows rescaled
-    to α, the search's family) has the lowest training error, tune C from it, and report validation trajectory
-    errors of every baseline, of the rescaled start and of the tuned matrix."""
-    cands = {b: trace_sampler(b, schedule, nfe, grid=grid) for b in baselines
+    """Trace the deterministic baselines at `nfe` on `grid` (plus DDIM and DPM-Solver++ 2M, always), project each
+    into the search's family (`marginal_exact`), start from the one with the lowest training error after projection,
+    tune C, and report validation trajectory errors of every baseline, of the projected start and of the tuned
+    matrix, with each baseline's projection gap (`projection_gap`). The search is full-batch and deterministic
+    (`batch_size` only chunks the gradient for memory); `seed` is unused, kept for the caller's signature."""
+    names = list(dict.fromkeys([*baselines, *START_ALWAYS]))
+    cands = {b: trace_sampler(b, schedule, nfe, grid=grid) for b in names
              if realisable(b, nfe) and not get_sampler(b).stochastic}
     if not cands:
         raise ValueError(f"no deterministic baseline can make NFE {nfe}: {baselines}")
     r_train_cpu, r_val = r_train.cpu(), r_val.cpu()
-    # the search moves inside the marginal-exact family, so the start is the baseline best after rescaling its rows
+    # the search moves inside the marginal-exact family, so the start is the baseline best after projection
     train_err = {b: rmse(sample(marginal_exact(m), denoiser, e_train), r_train_cpu) for b, m in cands.items()}
     best = min(train_err, key=train_err.get)
     r_model = r_train * float(cands[best].alphas[-1])  # search compares model-coordinate outputs
     result = search(cands[best], grad_denoiser, e_train, r_model, iterations=iterations, lr=lr, window=window,
-                    batch_size=batch_size, seed=seed, trim=trim)
+                    trim=trim, batch_size=batch_size)
     tuned = result.matrix
     tuned.meta.update({"nfe": nfe, "start": best, "grid_name": grid})
     samples = {b: sample(m, denoiser, e_val) for b, m in cands.items()}
     samples["ni_tuned"] = sample(tuned, denoiser, e_val)
     samples["start_marginal_exact"] = sample(result.start, denoiser, e_val)
     val_err = {k: rmse(v, r_val) for k, v in samples.items()}
+    gap = {b: {k: float(np.abs(v).max()) for k, v in projection_gap(m).items()} for b, m in cands.items()}
     return {"nfe": nfe, "best": best, "train_err": train_err, "val_err": val_err, "matrix": tuned,
-            "losses": result.losses, "samples": samples, "baselines": cands}
+            "losses": result.losses, "samples": samples, "baselines": cands, "projection_gap": gap}
 
 
 # --- sharpness --------------------------------------------------------------------------------------------------------
