@@ -1,6 +1,6 @@
 # diffrepro workflow entry point. Orchestration only: every rule calls `diffrepro <step>` (src/diffrepro/steps/).
-#   snakemake --profile profiles/local                       (params/default.yaml)
-#   snakemake --profile profiles/local --configfile params/smoke.yaml
+#   snakemake --profile workflow/profiles/local                       (params/default.yaml)
+#   snakemake --profile workflow/profiles/local --configfile params/smoke.yaml
 from snakemake.utils import min_version, validate
 
 min_version("9.19")
@@ -12,11 +12,19 @@ if not config:
     configfile: "params/default.yaml"
 
 
-
 validate(config, "workflow/schemas/params.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    model="|".join(MODELS),
+    diffusion="vp|cld|alda|malda|learned2|learned3",
+    seed=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/metrics.smk"

@@ -45,12 +45,19 @@ def validate(cfg: dict, source: str = "params") -> dict:
         yield from validator_cls.VALIDATORS["properties"](validator, properties, instance, sch)
 
     filling = jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
-    errors = sorted(filling(schema).iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
+    # Report the most direct cause first: a bad value (type/enum/range) before a key that a conditional rule forbids
+    # only because of that value (`not` sub-schemas of the kind/arch-specific rules).
+    errors = sorted(filling(schema).iter_errors(cfg),
+                    key=lambda e: (e.validator in ("not", "allOf", "anyOf", "oneOf"), len(list(e.absolute_path)),
+                                   str(e.message)))
     if errors:
         err = errors[0]
         if err.validator == "additionalProperties":
             where = _key_path(err)
             raise UserError(f"{source}: unknown key under '{where}': {err.message}")
+        if err.validator == "not":
+            raise UserError(f"{source}: key '{_key_path(err)}' is not allowed here (it does not apply to the "
+                            f"kind/architecture chosen beside it)")
         raise UserError(f"{source}: invalid value at '{_key_path(err)}': {err.message}")
     check_cross_references(cfg, source)
     return cfg

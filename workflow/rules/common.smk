@@ -1,4 +1,4 @@
-# Shared helpers for all rule files. Every rule: `log:` + `benchmark:`, calls the diffrepro CLI only.
+# Shared helpers for all rule files (functions only). Each job logs, benchmarks and calls the diffrepro CLI.
 import json
 import os
 import sys
@@ -41,13 +41,8 @@ def _write_resolved_params():
 _write_resolved_params()
 
 
-wildcard_constraints:
-    dataset="|".join(DATASETS),
-    model="|".join(MODELS),
-
-
 def section_hash(*keys):
-    """Hash of config sections a rule depends on: put it in `params:` so Snakemake reruns on a change."""
+    """Hash of the config sections a job depends on: put it in `params:` so Snakemake reruns on a change."""
     from diffrepro.config import config_hash
 
     return config_hash({k: config.get(k) for k in keys})
@@ -71,3 +66,80 @@ def train_stage_outputs():
         + [f"results/classifiers/{d}/classifier.pt" for d in classifier_datasets()]
         + [f"results/refstats/{d}.pt" for d in sampled_datasets()]
     )
+
+
+# --- Natural Inference (ni.smk) --------------------------------------------------------------------------------
+NI_CFG = config.get("ni", {})
+NI_SEARCH_MODELS = list(NI_CFG.get("search", {}).get("models", []))
+NI_SHARP_MODELS = list(NI_CFG.get("sharpness", {}).get("models", []))
+NI_CFG_MODEL = NI_CFG.get("cfg", {}).get("model")
+
+
+def _ni_classifier(model):
+    dataset = dataset_of(model)
+    return [f"results/classifiers/{dataset}/classifier.pt"] if dataset in config.get("classifier", {}) else []
+
+
+def _ni_model_inputs(model):
+    return {"model": f"results/models/{model}/model.pt", "data": f"results/data/{dataset_of(model)}/data.npz",
+            "classifier": _ni_classifier(model)}
+
+
+def _ni_tuned_source():
+    return NI_CFG.get("cfg", {}).get("tuned_from") or (NI_SEARCH_MODELS[0] if NI_SEARCH_MODELS else None)
+
+
+# --- studies (studies.smk) --------------------------------------------------------------------------------
+STUDIES = config.get("studies") or {}
+DEGRADATION = STUDIES.get("degradation") or {}
+GEOMETRY = STUDIES.get("geometry") or {}
+DEGRADATION_DIR = "results/studies/degradation"
+GEOMETRY_DIR = "results/studies/geometry"
+
+
+def _degradation_trained_model():
+    trained = DEGRADATION.get("trained")
+    return trained["model"] if trained else None
+
+
+def _degradation_datasets():
+    names = {s["dataset"] for s in DEGRADATION.get("sets", []) if s.get("kind") == "dataset"}
+    if _degradation_trained_model():
+        names.add(dataset_of(_degradation_trained_model()))
+    return sorted(names)
+
+
+def _degradation_inputs(wildcards):
+    inputs = {f"data_{d}": f"results/data/{d}/data.npz" for d in _degradation_datasets()}
+    if _degradation_trained_model():
+        inputs["checkpoint"] = f"results/models/{_degradation_trained_model()}/model.pt"
+    return inputs
+
+
+def _degradation_args():
+    args = [f"--data {d}=results/data/{d}/data.npz" for d in _degradation_datasets()]
+    if _degradation_trained_model():
+        args.append(f"--checkpoint results/models/{_degradation_trained_model()}/model.pt")
+    return " ".join(args)
+
+
+# --- multivariate diffusions (mdm.smk) ----------------------------------------------------------------------
+MDM_STUDIES = config.get("mdm", {}).get("studies", {})
+for _name in MDM_STUDIES:
+    if _name not in config["datasets"]:
+        raise ValueError(f"mdm.studies.{_name}: '{_name}' is not a key of 'datasets' (known: {sorted(config['datasets'])})")
+MDM_CONFIG_NAME = str(workflow.configfiles[-1]) if getattr(workflow, "configfiles", None) else "params/default.yaml"
+
+
+def mdm_hash(wildcards):
+    """Reruns a study's jobs when its own config (or the shared mdm keys, or its dataset) changes."""
+    from diffrepro.config import config_hash
+
+    shared = {k: v for k, v in config.get("mdm", {}).items() if k != "studies"}
+    return config_hash([shared, MDM_STUDIES[wildcards.dataset], config["datasets"][wildcards.dataset]])
+
+
+def mdm_models(wildcards):
+    study = MDM_STUDIES[wildcards.dataset]
+    return expand("results/mdm/{dataset}/{diffusion}/seed{seed}/model.pt", dataset=wildcards.dataset,
+                  diffusion=study["diffusions"], seed=study["seeds"])

@@ -6,30 +6,12 @@
 #   ni_cfg     (ni.cfg.model)        guidance scale × sampler on a class-conditional model
 # The sweep variants ni_tuned / ni_sharp join EXTRA_SAMPLERS when every sweep model has them.
 
-NI_CFG = config.get("ni", {})
-NI_SEARCH_MODELS = list(NI_CFG.get("search", {}).get("models", []))
-NI_SHARP_MODELS = list(NI_CFG.get("sharpness", {}).get("models", []))
-NI_CFG_MODEL = NI_CFG.get("cfg", {}).get("model")
-
-
-def _ni_classifier(model):
-    dataset = dataset_of(model)
-    return [f"results/classifiers/{dataset}/classifier.pt"] if dataset in config.get("classifier", {}) else []
-
-
-def _ni_model_inputs(model):
-    return {"model": f"results/models/{model}/model.pt", "data": f"results/data/{dataset_of(model)}/data.npz",
-            "classifier": _ni_classifier(model)}
-
-
-def _ni_tuned_source():
-    return NI_CFG.get("cfg", {}).get("tuned_from") or (NI_SEARCH_MODELS[0] if NI_SEARCH_MODELS else None)
-
-
 rule ni_matrices:
     output:
         section="results/ni/matrices/section.json",
     params:
+        cli=DIFFREPRO,
+        cfg=PARAMS,
         h=section_hash("seed", "ni"),
     log:
         "logs/ni_matrices/ni_matrices.log",
@@ -37,7 +19,7 @@ rule ni_matrices:
         "benchmarks/ni_matrices/ni_matrices.tsv"
     threads: 1
     shell:
-        "{DIFFREPRO} ni study --params {PARAMS} --part matrices --out-dir results/ni/matrices "
+        "{params.cli} ni study --params {params.cfg} --part matrices --out-dir results/ni/matrices "
         "--threads {threads} 2> {log}"
 
 
@@ -57,6 +39,8 @@ if NI_SEARCH_MODELS:
         wildcard_constraints:
             model="|".join(NI_SEARCH_MODELS),
         params:
+            cli=DIFFREPRO,
+            cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
         log:
             "logs/ni_search/{model}.log",
@@ -64,7 +48,7 @@ if NI_SEARCH_MODELS:
             "benchmarks/ni_search/{model}.tsv"
         threads: 1
         shell:
-            "{DIFFREPRO} ni study --params {PARAMS} --part search --model {wildcards.model} "
+            "{params.cli} ni study --params {params.cfg} --part search --model {wildcards.model} "
             "--out-dir results/ni/search/{wildcards.model} --threads {threads} 2> {log}"
 
     SECTIONS.extend(expand("results/ni/search/{model}/section.json", model=NI_SEARCH_MODELS))
@@ -81,6 +65,8 @@ if NI_SHARP_MODELS:
         wildcard_constraints:
             model="|".join(NI_SHARP_MODELS),
         params:
+            cli=DIFFREPRO,
+            cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
         log:
             "logs/ni_sharpness/{model}.log",
@@ -88,7 +74,7 @@ if NI_SHARP_MODELS:
             "benchmarks/ni_sharpness/{model}.tsv"
         threads: 1
         shell:
-            "{DIFFREPRO} ni study --params {PARAMS} --part sharpness --model {wildcards.model} "
+            "{params.cli} ni study --params {params.cfg} --part sharpness --model {wildcards.model} "
             "--out-dir results/ni/sharpness/{wildcards.model} --threads {threads} 2> {log}"
 
     SECTIONS.extend(expand("results/ni/sharpness/{model}/section.json", model=NI_SHARP_MODELS))
@@ -106,6 +92,8 @@ if NI_CFG_MODEL:
         output:
             section="results/ni/cfg/section.json",
         params:
+            cli=DIFFREPRO,
+            cfg=PARAMS,
             h=section_hash("seed", "ni"),
         log:
             "logs/ni_cfg/ni_cfg.log",
@@ -113,7 +101,7 @@ if NI_CFG_MODEL:
             "benchmarks/ni_cfg/ni_cfg.tsv"
         threads: 1
         shell:
-            "{DIFFREPRO} ni study --params {PARAMS} --part cfg --out-dir results/ni/cfg --threads {threads} 2> {log}"
+            "{params.cli} ni study --params {params.cfg} --part cfg --out-dir results/ni/cfg --threads {threads} 2> {log}"
 
     SECTIONS.append("results/ni/cfg/section.json")
 

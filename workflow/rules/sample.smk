@@ -17,6 +17,8 @@ rule sample:
         npz="results/samples/{model}/{sampler}.npz",
         manifest="results/samples/{model}/{sampler}.json",
     params:
+        cli=DIFFREPRO,
+        cfg=PARAMS,
         h=section_hash("seed", "runtime", "sampling"),
     log:
         "logs/sample/{model}/{sampler}.log",
@@ -24,7 +26,7 @@ rule sample:
         "benchmarks/sample/{model}/{sampler}.tsv"
     threads: 1
     shell:
-        "{DIFFREPRO} sample --params {PARAMS} --model {wildcards.model} --sampler {wildcards.sampler} "
+        "{params.cli} sample --params {params.cfg} --model {wildcards.model} --sampler {wildcards.sampler} "
         "--checkpoint {input.model} --out {output.npz} --threads {threads} --no-progress 2> {log}"
 
 
@@ -35,6 +37,8 @@ rule reference:
         npz="results/samples/{model}/_reference.npz",
         manifest="results/samples/{model}/_reference.json",
     params:
+        cli=DIFFREPRO,
+        cfg=PARAMS,
         h=section_hash("seed", "runtime", "sampling"),
     log:
         "logs/reference/{model}.log",
@@ -42,5 +46,5 @@ rule reference:
         "benchmarks/reference/{model}.tsv"
     threads: 1
     shell:
-        "{DIFFREPRO} sample --params {PARAMS} --model {wildcards.model} --reference "
+        "{params.cli} sample --params {params.cfg} --model {wildcards.model} --reference "
         "--checkpoint {input.model} --out {output.npz} --threads {threads} --no-progress 2> {log}"
