@@ -90,3 +90,22 @@ def test_lint_clean(repo_root):
     significant = [l for l in lints if "conda" not in l.lower() and "container" not in l.lower()
                    and "software environment" not in l.lower()]
     assert not significant, text[-4000:]
+
+
+@pytest.mark.parametrize("flag,gpu,gres", [("gpus", "gpu=1", "gres=,"), ("gres", "gpu=0", "gres=gpu:1")])
+def test_slurm_profile_lists_full_scale_dag(repo_root, flag, gpu, gres):
+    """The cluster profile dry-runs the full-scale DAG; GPU rules ask for --gpus or --gres (never both), per setting."""
+    import re
+
+    env = run_env() | {"DIFFREPRO_GPU_FLAG": flag, "SLURM_ACCOUNT": "acct", "SLURM_PARTITION": "gpu"}
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/slurm", "--configfile",
+                        "params/paper.yaml", "-n"], cwd=repo_root, capture_output=True, text=True, env=env, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    total = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
+    assert total > 150, total
+    train = re.search(r"^rule train:.*?resources: ([^\n]+)", out, re.M | re.S).group(1)
+    assert gpu in train and gres in train + ",", train
+    assert "slurm_account=acct" in train and "slurm_partition=gpu" in train and "runtime=1440" in train
+    aggregate = re.search(r"^localrule aggregate:", out, re.M)
+    assert aggregate, "cheap steps must stay local rules"

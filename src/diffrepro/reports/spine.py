@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ..errors import UserError
+from ..samplers import get_sampler
+from ..samplers.sweep import model_sampling
 from . import figures
 from .paper import as_section_table, beside_ours, source_line
 from .tables import aggregated_metrics
@@ -61,6 +64,16 @@ def load_reference(results: Path, dataset: str) -> np.ndarray | None:
     return x if x is not None and x.ndim == 2 and x.shape[1] == 2 else None
 
 
+def sweep_grid(grid: str, sampler: str) -> str:
+    """The grid a sweep cell records for a params grid name: `default` is the sampler's recommended grid."""
+    if grid != "default":
+        return grid
+    try:
+        return get_sampler(sampler).default_grid
+    except UserError:  # sweep variants of other areas (ni_tuned, ...) are not in the sampler registry
+        return grid
+
+
 def choose_cells(keys, grids: list[str], nfes: list[int], seeds: list[int]) -> tuple[str, list[int], int] | None:
     """(grid, NFEs, seed) to show from the `GRID/nfeN/seedK` keys of a samples file: the sweep's first grid and seed
     and the requested NFEs where present, else what the file holds (extra samplers may use their own grid/NFE)."""
@@ -81,10 +94,11 @@ def choose_cells(keys, grids: list[str], nfes: list[int], seeds: list[int]) -> t
 def sample_figures(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path) -> tuple[list[dict], list[str]]:
     """One figure per (model, sampler): the selected NFE cells side by side (report.nfe_shown, default the smallest
     and largest swept NFE), first grid and seed of the sweep."""
-    sweep, report = cfg["sampling"], cfg.get("report", {})
-    wanted = report.get("nfe_shown") or sorted({min(sweep["nfe"]), max(sweep["nfe"])})
+    report = cfg.get("report", {})
     out, notes = [], []
-    for model in sweep["models"]:
+    for model in cfg["sampling"]["models"]:
+        sweep = model_sampling(cfg, model)  # per-model NFE/seeds (sampling.per_model)
+        wanted = report.get("nfe_shown") or sorted({min(sweep["nfe"]), max(sweep["nfe"])})
         dataset = cfg["models"][model]["dataset"]
         reference = load_reference(results, dataset)
         for sampler in sorted(set(agg.filter(pl.col("model") == model)["sampler"].to_list())):
@@ -93,7 +107,8 @@ def sample_figures(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path) -
                 notes.append(f"Samples {path} not found: no sample figure for {model}/{sampler}.")
                 continue
             with np.load(path) as data:
-                chosen = choose_cells(data.keys(), sweep["grids"], wanted, sweep["seeds"])
+                chosen = choose_cells(data.keys(), [sweep_grid(g, sampler) for g in sweep["grids"]], wanted,
+                                      sweep["seeds"])
                 grid, nfes, seed = chosen or (None, [], None)
                 panels = [(f"{sampler}, {grid}, NFE {n}", data[f"{grid}/nfe{n}/seed{seed}"]) for n in nfes]
             panels = [(label, x) for label, x in panels if x.ndim == 4 or (x.ndim == 2 and x.shape[1] == 2)]
@@ -145,7 +160,10 @@ def paper_section(cfg: dict, agg: pl.DataFrame, papers: dict[str, dict], config_
         fids = [m for m in metrics_of(agg, model) if m.startswith("fid_")] if model in set(agg["model"]) else []
         if not fids:
             continue
-        sub = agg.filter((pl.col("model") == model) & (pl.col("grid") == grid))
+        # the published tables use each solver's recommended grid: `default` resolves per sampler (GEO §3.1)
+        sub = agg.filter(pl.col("model") == model).filter(
+            pl.struct("sampler", "grid").map_elements(lambda r: r["grid"] == sweep_grid(grid, r["sampler"]),
+                                                      return_dtype=pl.Boolean))
         ours = {(r["sampler"], r["nfe"]): cell(r, fids[0]) for r in sub.iter_rows(named=True) if cell(r, fids[0])}
         for key, table in geo.items():
             rows = beside_ours(ours, table)

@@ -83,3 +83,13 @@ def model_grid(grid_name: str, model_schedule, steps: int, grid_options: dict | 
             raise UserError("grid 'gits' needs the model (use the sweep)")
         return gits(steps)
     return make_grid(grid_name, model_schedule, steps, **(grid_options or {}))
+
+
+def model_sampling(cfg: dict, model: str) -> dict:
+    """The `sampling` section with `sampling.per_model.<model>` applied (reference options merged key by key)."""
+    base = {k: v for k, v in cfg["sampling"].items() if k != "per_model"}
+    over = cfg["sampling"].get("per_model", {}).get(model, {})
+    grid_options = {g: {**base.get("grid_options", {}).get(g, {}), **over.get("grid_options", {}).get(g, {})}
+                    for g in {*base.get("grid_options", {}), *over.get("grid_options", {})}}
+    return {**base, **over, "reference": {**base.get("reference", {}), **over.get("reference", {})},
+            "grid_options": grid_options}

@@ -128,14 +128,15 @@ def _write_sweep(cfg, args, model: str, variant: str, cells: list[tuple[str, int
 
     from .. import io
     from ..natural_inference.study import sample
-    from ..samplers.sweep import initial_noise, noise_seed
+    from ..samplers.sweep import initial_noise, model_sampling, noise_seed
 
+    sweep = model_sampling(cfg, model)  # the same sample counts and seeds as the model's other sweep cells
     arrays, records = {}, []
     for grid, nfe, m in cells:
-        for seed in cfg["sampling"]["seeds"]:
-            eps = initial_noise((cfg["sampling"]["n_samples"], *shape), cfg["seed"], seed).to(device)
+        for seed in sweep["seeds"]:
+            eps = initial_noise((sweep["n_samples"], *shape), cfg["seed"], seed).to(device)
             t0 = time.perf_counter()
-            x = sample(m, denoiser, eps, cfg["sampling"].get("batch_size", 1000))
+            x = sample(m, denoiser, eps, sweep.get("batch_size", 1000))
             key = f"{grid}/nfe{nfe}/seed{seed}"
             arrays[key] = x.float().numpy()
             records.append({"key": key, "grid": grid, "nfe": nfe, "nfe_measured": m.n, "seed": seed,
@@ -144,7 +145,7 @@ def _write_sweep(cfg, args, model: str, variant: str, cells: list[tuple[str, int
                             "noise_seed": noise_seed(cfg["seed"], seed)})
     out = Path(args.results) / "samples" / model / f"{variant}.npz"
     manifest = {"model": model, "sampler": variant, "cells": records, "skipped": [], "options": {},
-                "params_seed": cfg["seed"], "n_samples": cfg["sampling"]["n_samples"]}
+                "params_seed": cfg["seed"], "n_samples": sweep["n_samples"]}
     io.write_with(out, lambda tmp: np.savez(tmp, **arrays))
     io.write_json(out.with_suffix(".json"), manifest)
     io.write_provenance(out, cfg["ni"], seed=cfg["seed"], model=model, sampler=variant)

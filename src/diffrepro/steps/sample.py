@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..samplers.sweep import model_sampling
 from . import add_params_arg, section
 
 GITS_WARMUP_SEED = 1_000_000  # warm-up noises are not evaluation seeds (GEO §3.2)
@@ -27,16 +28,6 @@ def configure(parser):
     parser.add_argument("--out", required=True, help="results/samples/M/S.npz (S.json is written beside it)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.num_threads wins)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def model_sampling(cfg: dict, model: str) -> dict:
-    """The `sampling` section with `sampling.per_model.<model>` applied (reference options merged key by key)."""
-    base = {k: v for k, v in cfg["sampling"].items() if k != "per_model"}
-    over = cfg["sampling"].get("per_model", {}).get(model, {})
-    grid_options = {g: {**base.get("grid_options", {}).get(g, {}), **over.get("grid_options", {}).get(g, {})}
-                    for g in {*base.get("grid_options", {}), *over.get("grid_options", {})}}
-    return {**base, **over, "reference": {**base.get("reference", {}), **over.get("reference", {})},
-            "grid_options": grid_options}
 
 
 def resolve_grids(sampling: dict, sampler_name: str) -> list[str]:
