@@ -142,7 +142,7 @@ def spine_section(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path, co
             "FID/KID on images are computed in the feature space named in the column (e.g. the pipeline's own "
             "digits classifier), so they are comparable across our rows but not with Inception FIDs."]
     text += [t for t in (best_cell_text(agg, m) for m in models) if t]
-    section = {"id": "spine", "order": 10, "paper": "GEO", "title": "Samplers × NFE: samples and metrics",
+    section = {"id": "spine", "order": 45, "paper": "GEO", "title": "Samplers × NFE: samples and metrics",
                "reproduces": "GEO fast-sampler comparison (diff-solvers README tables, GITS Table) at small scale",
                "scale": cfg.get("report", {}).get("scale", "default"), "config": config_label, "text": text,
                "tables": [metrics_table(agg, m) for m in models], "figures": sample_figs + nfe_figs, "notes": []}
@@ -179,7 +179,7 @@ def paper_section(cfg: dict, agg: pl.DataFrame, papers: dict[str, dict], config_
     if not tables:
         text.append("None of our (sampler, NFE) cells matches a published cell, so only the published tables follow.")
     tables += [as_section_table(k, t) for k, t in geo.items()]
-    return {"id": "geo_published", "order": 15, "paper": "GEO", "title": "Published GEO/GITS numbers beside ours",
+    return {"id": "geo_published", "order": 46, "paper": "GEO", "title": "Published GEO/GITS numbers beside ours",
             "reproduces": "diff-solvers README FID tables; GITS (ICML 2024) FID table",
             "scale": "full scale (published) and ours", "config": config_label, "text": text, "tables": tables,
             "figures": [], "notes": []}

@@ -30,6 +30,8 @@ def run(args):
     fig_dir = out / "figures"
     spine_sec, notes = spine.spine_section(cfg, agg, results, fig_dir, label)
     extra, missing = sections.load_sections(sections.find_section_files(args.sections), papers)
+    for sec in extra:  # every section of one run comes from the same params: name the file the user gave
+        sec["config"] = label
     built = [spine_sec] + [s for s in [spine.paper_section(cfg, agg, papers, label)] if s]
     context = {
         "title": cfg.get("report", {}).get("title", "diffrepro reproduction report"),
