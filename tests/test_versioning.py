@@ -83,7 +83,9 @@ def test_push_clone_pull_leaves_nothing_to_rerun(versions):
     venv = Path(sys.executable).parent.parent
     sh(clone, "make", "pull", f"VENV={venv}", "-o", str(VENV_STAMP))
     r = sh(clone, sys.executable, "-m", "snakemake", "--cores", "1", "-n")
-    assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:]
+    out = r.stdout + r.stderr
+    reasons = sorted({line.strip() for line in out.splitlines() if line.strip().startswith("reason:")})
+    assert "Nothing to be done" in out, "\n".join(reasons)[:4000]
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 # The params file the run was configured with: passed to every CLI call so the CLI validates the same config.
 # Snakemake merges --configfile into `config`; we re-serialise the merged config so `--config` overrides count too.
 PARAMS = ".snakemake/diffrepro/params.resolved.yaml"
+# The params file(s) as the user named them (relative, so the same run gives the same job params in any checkout).
+CONFIG_LABEL = ",".join(os.path.relpath(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)) or PARAMS
 DIFFREPRO = f"{sys.executable} -m diffrepro"
 # Report sections: each area's rule file appends the section files it produces (report.smk consumes them).
 SECTIONS = []
@@ -128,7 +130,6 @@ MDM_STUDIES = config.get("mdm", {}).get("studies", {})
 for _name in MDM_STUDIES:
     if _name not in config["datasets"]:
         raise ValueError(f"mdm.studies.{_name}: '{_name}' is not a key of 'datasets' (known: {sorted(config['datasets'])})")
-MDM_CONFIG_NAME = str(workflow.configfiles[-1]) if getattr(workflow, "configfiles", None) else "params/default.yaml"
 
 
 def mdm_hash(wildcards):

@@ -40,7 +40,7 @@ rule mdm_evaluate:
         cli=DIFFREPRO,
         cfg=PARAMS,
         h=mdm_hash,
-        config_name=MDM_CONFIG_NAME,
+        config_name=CONFIG_LABEL,
     threads: 1
     shell:
         "{params.cli} mdm evaluate --params {params.cfg} --dataset {wildcards.dataset} --models {input.models}"

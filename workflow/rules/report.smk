@@ -9,7 +9,6 @@ EXTRA_SWEEP = [s for s in EXTRA_SAMPLERS if s not in SAMPLERS]
 REPORT_TEMPLATES = sorted(glob.glob("src/diffrepro/reports/templates/*.j2"))
 PAPER_NUMBERS = "src/diffrepro/data/paper_numbers.yaml"
 # The params file(s) the run was configured with, as the report names them (PARAMS is the merged copy).
-CONFIG_LABEL = ",".join(os.path.relpath(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)) or PARAMS
 
 
 localrules:
