@@ -59,9 +59,19 @@ def run_snakemake(workdir: Path, *args, timeout: int = 900):
 
 @pytest.fixture(scope="session")
 def smoke_workspace(tmp_path_factory) -> Path:
-    """The whole chain on params/smoke.yaml through real Snakemake, once per test session, in a copy of the checkout."""
+    """The whole chain on params/smoke.yaml, once per test session, the way `make reproduce` runs it: `dvc repro`
+    (DVC stages calling real Snakemake) in a git copy of the checkout whose params/default.yaml is the smoke config.
+    Committed and tagged `v1`, so the versioning tests continue from it."""
+    import shutil
+    import subprocess
+
     ws = copy_worktree(ROOT, tmp_path_factory.mktemp("smoke") / "repo")
-    r = run_snakemake(ws, "--configfile", "params/smoke.yaml", "--show-failed-logs")
+    shutil.copy(ws / "params/smoke.yaml", ws / "params/default.yaml")
+    git_init_commit(ws, "v1 params (smoke)")
+    r = subprocess.run([PY, "-m", "dvc", "repro"], cwd=ws, capture_output=True, text=True, env=run_env(), timeout=1200)
     if r.returncode != 0:
-        pytest.fail("smoke pipeline failed:\n" + r.stdout[-6000:] + r.stderr[-6000:])
+        pytest.fail("smoke pipeline (dvc repro) failed:\n" + r.stdout[-6000:] + r.stderr[-6000:])
+    (ws / "dvc-repro-v1.log").write_text(r.stdout)
+    for args in (["add", "-A"], ["commit", "-qm", "v1 results"], ["tag", "v1"]):
+        subprocess.run(["git", *args], cwd=ws, check=True, capture_output=True)
     return ws

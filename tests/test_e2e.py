@@ -1,4 +1,4 @@
-"""End to end: the whole chain on params/smoke.yaml through real Snakemake and real torch-fidelity."""
+"""End to end: the whole chain on params/smoke.yaml through DVC, real Snakemake and real torch-fidelity."""
 import json
 
 import polars as pl
@@ -56,6 +56,6 @@ def test_every_rule_left_a_benchmark_and_log(smoke_workspace):
 def test_rerun_is_a_no_op(smoke_workspace):
     from conftest import run_snakemake
 
-    r = run_snakemake(smoke_workspace, "--configfile", "params/smoke.yaml", "-n")
+    r = run_snakemake(smoke_workspace, "-n")  # params/default.yaml holds the smoke config here
     assert r.returncode == 0
     assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, copy_worktree, git_init_commit, run_env
+from conftest import run_env
 
 pytestmark = pytest.mark.slow
 VENV_STAMP = Path(sys.executable).parent.parent / ".diffrepro-installed"
@@ -35,19 +35,16 @@ def set_ddim_eta(repo: Path, eta: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory):
-    """Two committed versions (tags v1, v2) of the smoke pipeline that differ only in DDIM's η; pushed to a remote."""
+def versions(tmp_path_factory, smoke_workspace):
+    """Two committed versions (tags v1, v2) of the smoke pipeline that differ only in DDIM's η; pushed to a remote.
+    v1 is the session's smoke run (dvc repro, tagged v1), copied so that other tests keep their own."""
     base = tmp_path_factory.mktemp("versions")
-    repo = copy_worktree(ROOT, base / "origin")
-    shutil.copy(repo / "params/smoke.yaml", repo / "params/default.yaml")
-    set_ddim_eta(repo, 0.0)
-    git_init_commit(repo, "v1 params")
+    repo = base / "origin"
+    shutil.copytree(smoke_workspace, repo, symlinks=True)
     dvc(repo, "remote", "modify", "--local", "local", "url", str(base / "remote"))
-    runs = {"v1": dvc(repo, "repro")}
-    sh(repo, "git", "add", "-A"); sh(repo, "git", "commit", "-qm", "v1 results"); sh(repo, "git", "tag", "v1")
     set_ddim_eta(repo, 0.5)
     sh(repo, "git", "commit", "-qam", "ddim eta 0.5")
-    runs["v2"] = dvc(repo, "repro")
+    runs = {"v2": dvc(repo, "repro")}
     sh(repo, "git", "add", "-A"); sh(repo, "git", "commit", "-qm", "v2 results"); sh(repo, "git", "tag", "v2")
     dvc(repo, "push")
     return {"repo": repo, "base": base, "runs": runs}
