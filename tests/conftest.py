@@ -8,6 +8,20 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """In-process tests use small problems: one torch/BLAS thread avoids oversubscription stalls on a 2-core box
+    (subprocesses choose their own threads)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT

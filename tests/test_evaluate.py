@@ -15,18 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
-
-
 def cli(*argv) -> int:
     return main([str(a) for a in argv])
 

@@ -17,14 +17,6 @@ F64 = torch.float64
 EDM = make_schedule("edm", sigma_min=0.002, sigma_max=80.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("coeff", [0.8, 1.0, 1.15])
 def test_dp_equals_brute_force(seed, coeff):

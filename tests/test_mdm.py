@@ -14,15 +14,6 @@ from diffrepro.mdm.sampling import sample
 FIXED = ["vp", "cld", "alda", "malda"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small float64 problems: one thread avoids oversubscription on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_qd(k, gen):
     q = torch.randn(k, k, generator=gen, dtype=F64)
     d = torch.nn.functional.softplus(torch.randn(k, generator=gen, dtype=F64)) + 1e-3

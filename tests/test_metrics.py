@@ -11,18 +11,6 @@ from diffrepro.metrics import (energy_distance, median_bandwidth, mmd_rbf, slice
                                vector_metrics)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny problems: one thread avoids oversubscription stalls on the shared 2-core test box."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
-
-
 def normal(n, d, seed):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 

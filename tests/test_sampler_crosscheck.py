@@ -20,14 +20,6 @@ DEN_VP = GaussianDenoiser(MEAN, VAR, DISC)
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def noise(n=8):
     return torch.randn(n, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
 

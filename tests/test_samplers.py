@@ -24,14 +24,6 @@ EDM = make_schedule("edm", sigma_min=0.002, sigma_max=80.0)
 VP = make_schedule("vp_linear")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny problems: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(n)
-
-
 def eps0(n=16, d=4, seed=0):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
