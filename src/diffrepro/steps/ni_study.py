@@ -61,6 +61,7 @@ def _model(cfg, args, name: str, key: str):
         raise UserError(f"ni.{key}.model = '{name}': model file {path} not found (train it first)")
     from .. import runtime
 
+    runtime.set_num_threads(cfg.get("runtime"), args.threads)  # every part loads its model here first
     net, spec = training.load_model(path, device=runtime.select_device(cfg.get("runtime")))
     return net, spec, training.schedule_from_spec(spec)
 
@@ -257,7 +258,6 @@ def _marginal_text(mats, ddim_deficit_error) -> list[str]:
 def part_search(cfg, args, out: Path) -> dict:
     import torch
 
-    from .. import runtime
     from ..natural_inference import plots
     from ..natural_inference.study import tune_at
     from ..samplers.reference import reference_solution
@@ -270,7 +270,6 @@ def part_search(cfg, args, out: Path) -> dict:
                    "NI §5.4 (better coefficient matrix; CIFAR-10 FID), §9 (automated search)")
     name = args.model
     net, spec, schedule = _model(cfg, args, name, "search")
-    runtime.set_num_threads(cfg.get("runtime"), args.threads)
     D = model_denoiser(net, spec)
     Dg = _differentiable(net, spec, schedule)
     shape = tuple(net.data_shape)
@@ -343,7 +342,6 @@ def part_search(cfg, args, out: Path) -> dict:
 
 
 def part_sharpness(cfg, args, out: Path) -> dict:
-    from .. import runtime
     from ..natural_inference import plots
     from ..natural_inference.sharpness import delta_sigma_matrix, high_frequency_energy, sharpen
     from ..natural_inference.study import sharpness_sweep
@@ -357,7 +355,6 @@ def part_sharpness(cfg, args, out: Path) -> dict:
                    "NI §5.3 (SD3 sharpness control; spec claim 14 as a small-scale proxy)")
     name = args.model
     net, spec, schedule = _model(cfg, args, name, "sharpness")
-    runtime.set_num_threads(cfg.get("runtime"), args.threads)
     D = model_denoiser(net, spec)
     shape = tuple(net.data_shape)
     nodes = trace_sampler("ddim", schedule, c["nfe"], grid=c["grid"]).nodes
@@ -404,7 +401,6 @@ def part_sharpness(cfg, args, out: Path) -> dict:
 def part_cfg(cfg, args, out: Path) -> dict:
     import torch
 
-    from .. import runtime
     from ..diffusion.optimal import OptimalDenoiser
     from ..errors import UserError
     from ..natural_inference import plots
@@ -421,7 +417,6 @@ def part_cfg(cfg, args, out: Path) -> dict:
     net, spec, schedule = _model(cfg, args, name, "cfg")
     if not getattr(net, "num_classes", 0):
         raise UserError(f"ni.cfg.model = '{name}' is not class-conditional (set class_conditional: true)")
-    runtime.set_num_threads(cfg.get("runtime"), args.threads)
     null = int(net.num_classes)
     shape = tuple(net.data_shape)
     x_train, y_train = _data(cfg, args, spec["dataset"])
