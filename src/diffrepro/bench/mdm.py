@@ -33,10 +33,10 @@ def kernel_work(diffusion, times, batch: int):
     t = times.from_uniform(torch.rand(batch, dtype=F64))
     _, sigma = diffusion.kernel(t)
     chol = safe_cholesky(sigma, "bench")
-    q, d = diffusion.matrices()
-    g = 2.0 * diffusion.beta.beta(t)[:, None, None] * d
-    half = torch.linalg.solve_triangular(chol, g, upper=False)
-    return torch.linalg.solve_triangular(chol, half.mT, upper=False)
+    _, d = diffusion.matrices()
+    root_g = torch.sqrt(2.0 * diffusion.beta.beta(t))[:, None, None] * torch.diag(torch.sqrt(torch.diagonal(d)))
+    half = torch.linalg.solve_triangular(chol, root_g, upper=False)
+    return half @ half.mT  # W = L⁻¹GL⁻ᵀ, as in mdm.elbo.integrand
 
 
 def run(args: argparse.Namespace) -> None:

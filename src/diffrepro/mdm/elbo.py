@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import torch
@@ -37,11 +38,11 @@ class ImportanceTime:
     beta: BetaSchedule = BetaSchedule()
     t_min: float = 1e-3
 
-    @property
+    @cached_property  # constants of the sampler: computed once per instance (it sits on every training step)
     def _c0(self) -> float:
         return float(log_expm1(self.beta.integral(torch.tensor(self.t_min, dtype=F64))))
 
-    @property
+    @cached_property
     def normaliser(self) -> float:
         return float(log_expm1(self.beta.integral(torch.tensor(1.0, dtype=F64)))) - self._c0
 
@@ -102,9 +103,9 @@ def integrand(diffusion: LinearDiffusion, chol: torch.Tensor, t: torch.Tensor, r
     q, d = diffusion.matrices()
     a0 = drift_matrix(q, d)
     beta = diffusion.beta.beta(t)
-    g = 2.0 * beta[:, None, None] * d
-    half = torch.linalg.solve_triangular(chol, g, upper=False)              # L⁻¹G
-    w = torch.linalg.solve_triangular(chol, half.mT, upper=False)           # L⁻¹GL⁻ᵀ
+    root_g = torch.sqrt(2.0 * beta)[:, None, None] * torch.diag(torch.sqrt(torch.diagonal(d)))  # G^½, D diagonal
+    half = torch.linalg.solve_triangular(chol, root_g, upper=False)         # L⁻¹G^½
+    w = half @ half.mT                                                      # L⁻¹GL⁻ᵀ
     r = residual.to(F64).flatten(2)                                         # [n, K, d]
     dims = r.shape[-1]
     quad = torch.einsum("nkd,nkj,njd->n", r, w, r)
