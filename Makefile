@@ -84,6 +84,8 @@ bench: $(STAMP)
 	diffrepro bench ni
 	diffrepro bench degradation
 	diffrepro bench mdm
+	diffrepro bench mdm --params params/medium.yaml --dataset digits
+	diffrepro bench mdm --params params/paper.yaml --dataset mnist --repeats 3
 
 clean:
 	rm -rf results reports/index.html reports/report.md reports/figures reports/tables reports/compare logs benchmarks .snakemake
