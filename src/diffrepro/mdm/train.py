@@ -5,9 +5,11 @@ diffusion at a given seed; only the K-dependent noise stream differs.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
+from tqdm import tqdm
 
 from .elbo import ImportanceTime, dequantise_logit, elbo
 from .linear import LinearDiffusion
@@ -26,13 +28,16 @@ def to_model_space(x: torch.Tensor, levels: int | None, generator: torch.Generat
 
 def train(net: torch.nn.Module, diffusion: LinearDiffusion, data: torch.Tensor, *, steps: int, batch_size: int,
           lr: float, grad_clip: float, times: ImportanceTime, seed: int, levels: int | None = None,
-          log_every: int = 100) -> dict:
-    """Train in place; returns the history (loss per logged step, Q and D snapshots, wall time)."""
+          log_every: int = 100, desc: str | None = None) -> dict:
+    """Train in place; returns the history (loss per logged step, Q and D snapshots, wall time).
+
+    `desc`: show a progress bar with that label on stderr (the rule's log)."""
     gens = paired_generators(seed)
     params = list(net.parameters()) + list(diffusion.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     history = {"step": [], "loss": [], "Q": [], "D": []}
     running, start = 0.0, time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, file=sys.stderr, disable=desc is None, mininterval=2.0, dynamic_ncols=True)
     for step in range(1, steps + 1):
         idx = torch.randint(0, data.shape[0], (batch_size,), generator=gens["batch"])
         x, _ = to_model_space(data[idx], levels, gens["noise"])
@@ -44,6 +49,7 @@ def train(net: torch.nn.Module, diffusion: LinearDiffusion, data: torch.Tensor, 
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
         running += float(loss.detach())
+        bar.update(1)
         if step % log_every == 0 or step == steps:
             q, d = (m.detach() for m in diffusion.matrices())
             count = (step - 1) % log_every + 1
@@ -51,6 +57,8 @@ def train(net: torch.nn.Module, diffusion: LinearDiffusion, data: torch.Tensor, 
             history["loss"].append(running / count)
             history["Q"].append(q.tolist())
             history["D"].append(torch.diagonal(d).tolist())
+            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
             running = 0.0
+    bar.close()
     history["wall_s"] = time.perf_counter() - start
     return history

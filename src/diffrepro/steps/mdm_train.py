@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> None:
     device = select_device(cfg.get("runtime"))
     history = train(OnDevice(net, device), diffusion, data, steps=tr["steps"], batch_size=tr["batch_size"],
                     lr=tr["lr"], grad_clip=tr.get("grad_clip", 2.0), times=S.times_of(cfg), seed=args.seed,
-                    levels=levels, log_every=tr.get("log_every", 100))
+                    levels=levels, log_every=tr.get("log_every", 100),
+                    desc=f"mdm train {args.dataset}/{args.diffusion}/seed{args.seed}")
     payload = {"net": net.cpu().state_dict(), "diffusion": diffusion.state_dict(), "history": history,
                "meta": {"dataset": args.dataset, "diffusion": args.diffusion, "seed": args.seed, "k": diffusion.k,
                         "data_shape": list(data_shape), "levels": levels, "network": st["network"],
