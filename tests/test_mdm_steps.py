@@ -37,6 +37,19 @@ def train(ws, dataset, diffusion, seed, data):
     return code, out
 
 
+def refstats(ws, dataset, data):
+    """The dataset's reference statistics, as the workflow makes them (a small feature classifier for digits)."""
+    out, extra = ws / "refstats" / f"{dataset}.pt", []
+    if dataset == "digits":
+        clf = ws / "clf" / "classifier.pt"
+        assert main(["train-classifier", "--params", str(ws / "p.yaml"), "--dataset", dataset, "--data", str(ws / data),
+                     "--out", str(clf), "--threads", "1"]) == 0
+        extra = ["--classifier", str(clf)]
+    assert main(["reference-stats", "--params", str(ws / "p.yaml"), "--dataset", dataset, "--data", str(ws / data),
+                 *extra, "--out", str(out)]) == 0
+    return ["--refstats", str(out), *extra]
+
+
 def test_train_and_evaluate_write_section(workspace):
     models = []
     for diffusion in ["vp", "cld", "learned2"]:
@@ -46,7 +59,8 @@ def test_train_and_evaluate_write_section(workspace):
             models.append(str(out))
     out_dir = workspace / "eval"
     assert main(["mdm", "evaluate", "--params", str(workspace / "p.yaml"), "--dataset", "toy2d", "--models", *models,
-                 "--data", str(workspace / "toy.npz"), "--out-dir", str(out_dir), "--threads", "1"]) == 0
+                 "--data", str(workspace / "toy.npz"), *refstats(workspace, "toy2d", "toy.npz"),
+                 "--out-dir", str(out_dir), "--threads", "1"]) == 0
     rows = json.loads((out_dir / "evaluation.json").read_text())
     assert [(r["diffusion"], r["seed"]) for r in rows] == [(d, s) for d in ["vp", "cld", "learned2"] for s in [0, 1]]
     assert all(math.isfinite(r["value_no_offset"]) for r in rows)
@@ -58,7 +72,12 @@ def test_train_and_evaluate_write_section(workspace):
     assert table["rows"][0][3] == pytest.approx(np.mean(vp), abs=1e-4)
     assert table["rows"][0][4] == pytest.approx(np.std(vp, ddof=1), abs=1e-4)
     assert any("Learned-2 ≤ VP" in t for t in section["text"])
-    assert table["columns"][8] == "SWD (samples)" and all(r["swd"] > 0 for r in rows)
+    # samples scored by the sweep's scorer: the vector-data columns, mean ± std over seeds
+    scored = next(t for t in section["tables"] if t["id"] == "mdm_toy2d_samples")
+    assert scored["columns"] == ["diffusion", "swd", "std", "mmd", "std", "energy", "std"]
+    assert all(r["sample_metrics"]["swd"] > 0 and r["n_samples"] == 64 for r in rows)
+    cld = [r["sample_metrics"]["energy"] for r in rows if r["diffusion"] == "cld"]
+    assert scored["rows"][1][5] == pytest.approx(np.mean(cld), abs=1e-5)
     samples = np.load(out_dir / "samples.npz")
     assert samples["vp__seed0"].shape == (64, 2)
     assert (out_dir / "samples.png").exists()
@@ -68,9 +87,13 @@ def test_digits_bits_per_dim_with_unet(workspace):
     models = [str(train(workspace, "digits", d, 0, "digits.npz")[1]) for d in ["vp", "learned2"]]
     out_dir = workspace / "eval_digits"
     assert main(["mdm", "evaluate", "--params", str(workspace / "p.yaml"), "--dataset", "digits", "--models", *models,
-                 "--data", str(workspace / "digits.npz"), "--out-dir", str(out_dir), "--threads", "1"]) == 0
+                 "--data", str(workspace / "digits.npz"), *refstats(workspace, "digits", "digits.npz"),
+                 "--out-dir", str(out_dir), "--threads", "1"]) == 0
     rows = json.loads((out_dir / "evaluation.json").read_text())
     assert all(r["metric"] == "bpd" and 0 < r["value_no_offset"] < 100 for r in rows)
+    # images are scored in the run's feature space (the digits classifier), like the sweep's samples
+    assert all(r["sample_metrics"]["fid_digits_classifier"] > 0 and "kid_digits_classifier" in r["sample_metrics"]
+               for r in rows)
     section = json.loads((out_dir / "section.json").read_text())
     assert any(t["source"] == "paper" for t in section["tables"])
     assert np.load(out_dir / "samples.npz")["vp__seed0"].shape == (16, 1, 8, 8)
@@ -86,6 +109,15 @@ def test_bad_input_names_the_key(workspace, capsys, args, message):
                  "--out", str(workspace / "x" / "model.pt")])
     assert code == 2 and message in capsys.readouterr().err
     assert not (workspace / "x" / "model.pt").exists()
+
+
+def test_evaluate_refuses_refstats_of_another_dataset(workspace, capsys):
+    code, model = train(workspace, "toy2d", "vp", 0, "toy.npz")
+    wrong = refstats(workspace, "digits", "digits.npz")
+    code = main(["mdm", "evaluate", "--params", str(workspace / "p.yaml"), "--dataset", "toy2d", "--models", str(model),
+                 "--data", str(workspace / "toy.npz"), *wrong, "--out-dir", str(workspace / "bad"), "--threads", "1"])
+    assert code == 2 and "reference statistics of 'digits'" in capsys.readouterr().err
+    assert not (workspace / "bad").exists()
 
 
 def test_resized_images_are_refused(workspace, capsys):

@@ -50,8 +50,9 @@ def section_hash(*keys):
     return config_hash({k: config.get(k) for k in keys})
 
 
-def sampled_datasets():
-    return sorted({dataset_of(m) for m in SWEEP_MODELS})
+def scored_datasets():
+    """Datasets whose samples are scored against reference statistics: the sweep's and the MDM studies'."""
+    return sorted({dataset_of(m) for m in SWEEP_MODELS} | set(config.get("mdm", {}).get("studies", {})))
 
 
 def classifier_datasets():
@@ -66,7 +67,7 @@ def train_stage_outputs():
         [f"results/data/{d}/data.npz" for d in DATASETS]
         + [f"results/models/{m}/model.pt" for m in MODELS]
         + [f"results/classifiers/{d}/classifier.pt" for d in classifier_datasets()]
-        + [f"results/refstats/{d}.pt" for d in sampled_datasets()]
+        + [f"results/refstats/{d}.pt" for d in scored_datasets()]
     )
 
 

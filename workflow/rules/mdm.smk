@@ -1,6 +1,7 @@
 # owned by the mdm area; see docs/DEVELOPING.md
 # Multivariate diffusions (spec research/mdm.md): one training job per (dataset, diffusion, seed) of
-# mdm.studies, one evaluation job per dataset that writes the report section.
+# mdm.studies, one evaluation job per dataset that writes the report section. Samples are scored with the sweep's
+# metrics (the dataset's reference statistics, and its feature classifier for images).
 
 
 
@@ -25,8 +26,9 @@ rule mdm_train:
 
 rule mdm_evaluate:
     input:
-        models=mdm_models,
-        data="results/data/{dataset}/data.npz",
+        unpack(lambda wc: with_classifier(config, wc.dataset, models=mdm_models(wc),
+                                          data=f"results/data/{wc.dataset}/data.npz",
+                                          refstats=f"results/refstats/{wc.dataset}.pt")),
     output:
         section="results/mdm/{dataset}/section.json",
         evaluation="results/mdm/{dataset}/evaluation.json",
@@ -40,11 +42,14 @@ rule mdm_evaluate:
         cli=DIFFREPRO,
         cfg=PARAMS,
         h=mdm_hash,
+        hm=section_hash("metrics"),
+        clf=CLASSIFIER_FLAG,
         config_name=CONFIG_LABEL,
     threads: 1
     shell:
         "{params.cli} mdm evaluate --params {params.cfg} --dataset {wildcards.dataset} --models {input.models}"
-        " --data {input.data} --out-dir results/mdm/{wildcards.dataset} --config-name {params.config_name}"
+        " --data {input.data} --refstats {input.refstats} {params.clf}"
+        " --out-dir results/mdm/{wildcards.dataset} --config-name {params.config_name}"
         " --threads {threads} > {log} 2>&1"
 
 

@@ -26,11 +26,18 @@ def summarise(rows: list[dict]) -> list[dict]:
         m0, s0 = _spread([r["value_no_offset"] for r in mine])
         m1, s1 = _spread([r["value_offset"] for r in mine])
         kl, _ = _spread([r["terminal_kl_nats"] for r in mine])
-        swd, swd_sd = _spread([r["swd"] for r in mine if r.get("swd") is not None])
         out.append({"diffusion": name, "k": mine[0]["k"], "seeds": sorted(r["seed"] for r in mine),
                     "mean_no_offset": m0, "std_no_offset": s0, "mean_offset": m1, "std_offset": s1,
-                    "terminal_kl_nats": kl, "swd": swd, "std_swd": swd_sd, "offset_available": all(r["offset_available"] for r in mine)})
+                    "terminal_kl_nats": kl, "offset_available": all(r["offset_available"] for r in mine),
+                    "samples": {col: _spread([r["sample_metrics"][col] for r in mine])
+                                for col in sample_columns(mine)}})
     return out
+
+
+def sample_columns(rows: list[dict]) -> list[str]:
+    """The scorer's metric columns, in its order; '<metric>_std' (a within-run spread) is left to evaluation.json."""
+    cols = rows[0].get("sample_metrics", {})
+    return [c for c in cols if not c.endswith("_std") and isinstance(cols[c], (int, float))]
 
 
 def paired_difference(rows: list[dict], a: str, b: str, key: str = "value_no_offset") -> list[tuple[int, float]]:
@@ -97,7 +104,7 @@ def build_section(dataset: str, dataset_kind: str, rows: list[dict], figure: str
     metric = rows[0]["metric"]
     unit = "nats/point" if metric == "nll_nats" else "bits/dim"
     summary = summarise(rows)
-    vector = metric == "nll_nats"
+    sampler = {"sde": "reverse SDE", "ode": "probability-flow ODE"}.get(rows[0].get("sampler"), "reverse SDE")
     steps = sorted({r["train_steps"] for r in rows})
     wall = sum(r["train_wall_s"] for r in rows)
     intro = (f"Linear multivariate diffusions on **{dataset}**: {len(summary)} diffusions × "
@@ -113,21 +120,27 @@ def build_section(dataset: str, dataset_kind: str, rows: list[dict], figure: str
                    "'n/a' marks a non-hybrid kernel at t_min that is singular in float64.")
     table = {"id": f"mdm_{dataset}", "source": "ours",
              "caption": f"MDM on {dataset}: {unit} (lower is better), mean and std over seeds; terminal KL of "
-                        f"q(u₁|x) vs π per coordinate at |x| = {rows[0]['terminal_kl_at']:.2f} (nats)"
-                        + ("; sliced Wasserstein distance of reverse-SDE samples to test points." if vector else "."),
+                        f"q(u₁|x) vs π per coordinate at |x| = {rows[0]['terminal_kl_at']:.2f} (nats).",
              "columns": ["diffusion", "K", "seeds", f"{unit} (no offset)", "std", f"{unit} (offset)", "std",
-                         "terminal KL"] + (["SWD (samples)", "std"] if vector else []),
+                         "terminal KL"],
              "rows": [[LABEL[s["diffusion"]], s["k"], len(s["seeds"]), round(s["mean_no_offset"], 4),
                        round(s["std_no_offset"], 4), None if s["mean_offset"] != s["mean_offset"] else
                        round(s["mean_offset"], 4), None if s["std_offset"] != s["std_offset"] else
-                       round(s["std_offset"], 4), round(s["terminal_kl_nats"], 5)]
-                      + ([round(s["swd"], 4), round(s["std_swd"], 4)] if vector else []) for s in summary]}
+                       round(s["std_offset"], 4), round(s["terminal_kl_nats"], 5)] for s in summary]}
+    cols = sample_columns(rows)
+    sample_table = {
+        "id": f"mdm_{dataset}_samples", "source": "ours",
+        "caption": f"MDM samples on {dataset}: {rows[0]['n_samples']} samples per model ({sampler}, "
+                   f"{rows[0]['sample_steps']} steps), scored like every sampler of the sweep (same "
+                   "reference statistics and feature space); mean and std over seeds, lower is better.",
+        "columns": ["diffusion"] + [c for col in cols for c in (col, "std")],
+        "rows": [[LABEL[s["diffusion"]]] + [round(v, 5) for col in cols for v in s["samples"][col]] for s in summary]}
     learned_rows = [r for r in rows if r["diffusion"].startswith("learned")]
     learned_text = [f"Learned {LABEL[r['diffusion']]} seed {r['seed']}: D = "
                     f"({', '.join(f'{v:.3f}' for v in r['D'])}), eig(A₀) real parts "
                     f"({', '.join(f'{e[0]:.3f}' for e in r['eig_A0'])}), terminal KL {r['terminal_kl_nats']:.5f} nats."
                     for r in learned_rows]
-    tables = [table] + (paper_tables(dataset_kind) if dataset_kind in ("digits", "mnist", "cifar10") else [])
+    tables = [table] + ([sample_table] if cols else []) + (paper_tables(dataset_kind) if dataset_kind in ("digits", "mnist", "cifar10") else [])
     paper_note = ("Paper numbers (MNIST/CIFAR-10 BPD) are from the double-blind *submission* version at full scale; "
                   "the camera-ready table could not be retrieved and the submission's MALDA numbers (0.507 MNIST, "
                   "2.634 CIFAR-10) are implausibly low, so they are shown for orientation only, not as targets. "
@@ -137,5 +150,5 @@ def build_section(dataset: str, dataset_kind: str, rows: list[dict], figure: str
             "title": f"Multivariate diffusions: fixed vs learned ({dataset})",
             "reproduces": "MDM §5 (BPD table: learned vs fixed diffusions at equal architecture)",
             "scale": scale, "config": config_name, "text": text, "tables": tables,
-            "figures": [{"path": figure, "caption": f"Samples (reverse SDE) from each diffusion, first seed, "
+            "figures": [{"path": figure, "caption": f"Samples ({sampler}) from each diffusion, first seed, "
                                                     f"{dataset}."}] if figure else []}

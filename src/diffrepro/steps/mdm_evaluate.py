@@ -1,5 +1,8 @@
 """Evaluate every trained MDM of one dataset (test bound with and without the boundary term, samples) and write
-the MDM report section: evaluation.json, samples.npz, samples.png and section.json in --out-dir."""
+the MDM report section: evaluation.json, samples.npz, samples.png and section.json in --out-dir.
+
+Samples are scored by the sweep's scorer (`steps.evaluate.CellScorer`) against the dataset's reference statistics:
+the same metric columns, feature space and settings as every other model of the run."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="key of mdm.studies")
     parser.add_argument("--models", nargs="+", required=True, help="model.pt files written by `mdm train`")
     parser.add_argument("--data", required=True, help="results/data/<dataset>/data.npz")
+    parser.add_argument("--refstats", required=True, help="results/refstats/<dataset>.pt (`diffrepro reference-stats`)")
+    parser.add_argument("--classifier", help="classifier.pt (default: the one recorded in the refstats file)")
     parser.add_argument("--out-dir", required=True, help="folder for evaluation.json, samples.*, section.json")
     parser.add_argument("--config-name", default=None, help="params file name shown in the report")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
@@ -74,6 +79,9 @@ def _figure(samples: dict, data, levels, dest: Path) -> None:
 
 def run(args: argparse.Namespace) -> None:
     cfg = config.load(args.params)
+    from ..metrics.spaces import check_weights_early
+
+    check_weights_early(cfg, args.dataset)  # fail fast: before any model is loaded
     import numpy as np
     import torch
 
@@ -81,13 +89,19 @@ def run(args: argparse.Namespace) -> None:
     from ..mdm import study as S
     from ..mdm.elbo import inverse_logit
     from ..mdm.sampling import sample
-    from ..metrics.distances import sliced_wasserstein
     from ..mdm.section import build_section
+    from .evaluate import CellScorer
+    from .reference_stats import load as load_refstats
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     st = S.study_config(cfg, args.dataset)
     ev = st["eval"]
+    refstats = load_refstats(args.refstats)
+    if refstats["dataset"] != args.dataset:
+        raise UserError(f"{args.refstats} holds reference statistics of '{refstats['dataset']}', not "
+                        f"'{args.dataset}'")
+    scorer = CellScorer(cfg, args.dataset, refstats, args.classifier)
     levels = S.levels_of(cfg, args.dataset)
     x_test = S.load_split(args.data, "test", levels)[: ev["n_test"]]
     times = S.times_of(cfg)
@@ -101,15 +115,18 @@ def run(args: argparse.Namespace) -> None:
         gen = torch.Generator().manual_seed(cfg["seed"] * 7919 + meta["seed"])
         xs = sample(net, diffusion, ev["n_samples"], tuple(meta["data_shape"]), ev["sample_steps"], times.t_min,
                     gen, ev["sampler"])
-        samples[f"{meta['diffusion']}/seed{meta['seed']}"] = (xs if levels is None else inverse_logit(xs)).numpy()
-        swd = None if levels is not None else sliced_wasserstein(
-            xs, x_test[: ev["n_samples"]], cfg["metrics"].get("swd_projections", 256), seed=cfg["seed"])
+        data_space = xs if levels is None else inverse_logit(xs)  # images: pixels in [-1, 1], like every sampler
+        samples[f"{meta['diffusion']}/seed{meta['seed']}"] = data_space.numpy()
+        sample_metrics = scorer(data_space)
         rows.append({"dataset": args.dataset, "diffusion": meta["diffusion"], "seed": meta["seed"], "k": meta["k"],
                      "train_steps": st["train"]["steps"], "train_wall_s": history["wall_s"],
                      "final_train_loss": history["loss"][-1], "network": _describe_network(meta["network"]),
-                     "model": str(path), "swd": swd, **result, **S.describe_diffusion(diffusion, x_scale)})
+                     "model": str(path), "n_samples": ev["n_samples"], "sampler": ev["sampler"],
+                     "sample_steps": ev["sample_steps"], "sample_metrics": sample_metrics, **result,
+                     **S.describe_diffusion(diffusion, x_scale)})
         print(f"mdm evaluate {args.dataset}/{meta['diffusion']}/seed{meta['seed']}: {result['metric']} "
-              f"{result['value_no_offset']:.4f} (offset {result['value_offset']:.4f})")
+              f"{result['value_no_offset']:.4f} (offset {result['value_offset']:.4f}); "
+              + ", ".join(f"{k} {v:.4g}" for k, v in sample_metrics.items()))
     rows.sort(key=lambda r: (st["diffusions"].index(r["diffusion"]), r["seed"]))
     out = Path(args.out_dir)
     first_seed = min(r["seed"] for r in rows)
@@ -123,4 +140,5 @@ def run(args: argparse.Namespace) -> None:
     section = build_section(args.dataset, cfg["datasets"][args.dataset]["kind"], rows, str(figure),
                             args.config_name or str(args.params), scale, order)
     write_json(out / "section.json", section)
-    write_provenance(out / "section.json", cfg_section={"mdm": cfg["mdm"]}, seed=cfg["seed"])
+    write_provenance(out / "section.json", cfg_section={"mdm": cfg["mdm"], "metrics": cfg["metrics"]},
+                     seed=cfg["seed"], feature_space=refstats["feature_space"], notes=scorer.notes)
