@@ -9,7 +9,10 @@ from pathlib import Path
 PARAMS = ".snakemake/diffrepro/params.resolved.yaml"
 # The params file(s) as the user named them (relative, so the same run gives the same job params in any checkout).
 CONFIG_LABEL = ",".join(os.path.relpath(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)) or PARAMS
-DIFFREPRO = f"{sys.executable} -m diffrepro"
+# The CLI of the environment running Snakemake. Its console script, when present, names it the same way whether
+# Snakemake was started as python, python3 or through its own script, so job params (and reruns) do not depend on it.
+_CLI_SCRIPT = Path(sys.executable).parent / "diffrepro"
+DIFFREPRO = str(_CLI_SCRIPT) if _CLI_SCRIPT.is_file() else f"{sys.executable} -m diffrepro"
 # Report sections: each area's rule file appends the section files it produces (report.smk consumes them).
 SECTIONS = []
 # Extra sweep samplers other areas produce in the sweep's file format (e.g. NI's ni_tuned); evaluated and aggregated.
