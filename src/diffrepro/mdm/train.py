@@ -1,4 +1,4 @@
-"""Joint training of the ε-network and the diffusion (spec §2.6, §8): one Adam over {network, q, δ}, loss −ELBO.
+"""Joint training of the ε-network and the diffusion (spec §2.6, §8): one (fused) Adam over {network, q, δ}, loss −ELBO.
 
 Three generators keep seeds paired across diffusions: minibatch order and time quantiles are the same for every
 diffusion at a given seed; only the K-dependent noise stream differs.
@@ -34,7 +34,7 @@ def train(net: torch.nn.Module, diffusion: LinearDiffusion, data: torch.Tensor, 
     `desc`: show a progress bar with that label on stderr (the rule's log)."""
     gens = paired_generators(seed)
     params = list(net.parameters()) + list(diffusion.parameters())
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = torch.optim.Adam(params, lr=lr, fused=True)  # one fused kernel per dtype: ~10× cheaper than the loop on CPU
     history = {"step": [], "loss": [], "Q": [], "D": []}
     running, start = 0.0, time.perf_counter()
     bar = tqdm(total=steps, desc=desc, file=sys.stderr, disable=desc is None, mininterval=2.0, dynamic_ncols=True)
