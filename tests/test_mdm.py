@@ -7,8 +7,8 @@ import torch
 
 from diffrepro.mdm.elbo import (ImportanceTime, aux_entropy, bits_per_dim, boundary_term, dequantise_logit, elbo,
                                 prior_cross_entropy)
-from diffrepro.mdm.linear import (F64, BetaSchedule, LinearDiffusion, drift_matrix, fixed_matrices,
-                                  initial_covariance, num_variables, van_loan)
+from diffrepro.mdm.linear import (F64, SERIES_TERMS, BetaSchedule, LinearDiffusion, drift_matrix, fixed_matrices,
+                                  initial_covariance, num_variables, series_tables, van_loan)
 from diffrepro.mdm.sampling import sample
 
 FIXED = ["vp", "cld", "alda", "malda"]
@@ -132,6 +132,20 @@ def test_taylor_table_matches_van_loan_everywhere(name):
             assert float(((got - ref).abs().amax(dim=(1, 2)) / scale).max()) < 1e-12
     with pytest.raises(ValueError, match="beyond the kernel table"):
         dif.kernel(torch.tensor([1.5], dtype=F64))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_series_tables_equal_the_recursions(k):
+    """Doubling powers and the binomial form of K_k equal A₀^{m+1} = A₀A₀^m and K_{m+1} = A₀K_m + K_mA₀ᵀ (float64)."""
+    q, d = random_qd(k, torch.Generator().manual_seed(10 + k))
+    a0 = drift_matrix(q, d)
+    powers, moments = series_tables(a0, d)
+    p, m = torch.eye(k, dtype=F64), 2.0 * d
+    for j in range(SERIES_TERMS):
+        scale = max(float(p.abs().max()), float(m.abs().max()), 1.0)
+        assert float((powers[j].reshape(k, k) - p).abs().max()) <= 1e-13 * scale
+        assert float((moments[j].reshape(k, k) - m).abs().max()) <= 1e-13 * scale
+        p, m = a0 @ p, a0 @ m + m @ a0.mT
 
 
 @pytest.mark.parametrize("name", ["learned2", "learned3"])
