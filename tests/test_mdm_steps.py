@@ -124,3 +124,14 @@ def test_resized_images_are_refused(workspace, capsys):
     np.savez(workspace / "bad.npz", x_train=np.full((4, 1, 8, 8), 0.123, np.float32), x_test=np.zeros((2, 1, 8, 8)))
     code, out = train(workspace, "digits", "vp", 0, "bad.npz")
     assert code == 2 and "17-level grid" in capsys.readouterr().err and not out.exists()
+
+
+def test_bench_mdm_prints_every_diffusion_and_a_verdict(workspace, capsys):
+    """`diffrepro bench mdm` runs on the study's networks and prints one row per diffusion plus the goal verdict
+    (timings are printed, never asserted)."""
+    assert main(["bench", "mdm", "--params", str(workspace / "p.yaml"), "--dataset", "toy2d", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("toy2d")]
+    assert [r[1] for r in rows] == ["vp", "cld", "learned2"]
+    assert all(r[5].endswith("%") and r[7].endswith("%") for r in rows)
+    assert "goal met on every row" in out or "goal missed on" in out

@@ -98,14 +98,19 @@ def sample_hybrid(diffusion: LinearDiffusion, x: torch.Tensor, t: torch.Tensor, 
     return mean + apply(chol, eps.to(F64)), chol, phi
 
 
+def score_weight(chol: torch.Tensor, beta: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """W = L⁻¹GL⁻ᵀ with G = 2βD (D diagonal): one triangular solve against G^½ and one product, per t."""
+    root_g = torch.sqrt(2.0 * beta)[:, None, None] * torch.diag(torch.sqrt(torch.diagonal(d)))
+    half = torch.linalg.solve_triangular(chol, root_g, upper=False)         # L⁻¹G^½
+    return half @ half.mT
+
+
 def integrand(diffusion: LinearDiffusion, chol: torch.Tensor, t: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """ℓ_t per data point (spec §2.3) from the hybrid Cholesky factor and r = ε̂ − ε."""
     q, d = diffusion.matrices()
     a0 = drift_matrix(q, d)
     beta = diffusion.beta.beta(t)
-    root_g = torch.sqrt(2.0 * beta)[:, None, None] * torch.diag(torch.sqrt(torch.diagonal(d)))  # G^½, D diagonal
-    half = torch.linalg.solve_triangular(chol, root_g, upper=False)         # L⁻¹G^½
-    w = half @ half.mT                                                      # L⁻¹GL⁻ᵀ
+    w = score_weight(chol, beta, d)
     r = residual.to(F64).flatten(2)                                         # [n, K, d]
     dims = r.shape[-1]
     quad = torch.einsum("nkd,nkj,njd->n", r, w, r)
