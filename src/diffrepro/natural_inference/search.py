@@ -18,11 +18,13 @@ objective is returned (never worse on the training noises than the start).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .executor import execute
 from .matrix import NIMatrix
@@ -97,13 +99,13 @@ def per_sample_rmse(x: torch.Tensor, ref: torch.Tensor, trim: float = 0.0) -> to
 
 def search(base: NIMatrix, denoiser: Callable, eps0: torch.Tensor, reference: torch.Tensor, iterations: int = 20,
            lr: float = 1.0, window: int | None = None, trim: float = 0.0, batch_size: int | None = None,
-           history: int = 20) -> SearchResult:
+           history: int = 20, desc: str | None = None) -> SearchResult:
     """Tune C from `base` (nodes kept; projected by `marginal_exact`) to minimise the per-sample RMSE of NI(eps0) to
     `reference` (model coordinates, the final node's) over the training noises `eps0`: full-batch L-BFGS with a
     strong-Wolfe line search, at most `iterations` iterations (about 1.25 objective evaluations each), initial
     step length `lr`. `batch_size` only bounds memory: the gradient is accumulated over chunks of that many noises
     (the same objective; needs trim = 0). `losses` lists every evaluation's objective; the matrix is the best
-    evaluated θ."""
+    evaluated θ. `desc`: show the evaluations and the best objective so far on stderr under that label."""
     if batch_size is not None and batch_size < len(eps0) and trim > 0:
         raise ValueError(f"trim = {trim} needs the whole training batch at once: set batch_size to null or trim to 0")
     par = Parameterisation(base, window)
@@ -111,6 +113,7 @@ def search(base: NIMatrix, denoiser: Callable, eps0: torch.Tensor, reference: to
     reference = reference.to(eps0.dtype)
     chunks = torch.arange(len(eps0)).split(batch_size or len(eps0))
     losses, best = [], [float("inf"), theta.detach().clone()]
+    bar = tqdm(desc=desc, unit="eval", file=sys.stderr, disable=desc is None, mininterval=2.0, dynamic_ncols=True)
 
     def objective():
         opt.zero_grad()
@@ -123,12 +126,15 @@ def search(base: NIMatrix, denoiser: Callable, eps0: torch.Tensor, reference: to
         losses.append(value)
         if value < best[0]:
             best[:] = [value, theta.detach().clone()]
+            bar.set_postfix(best=f"{value:.5g}", refresh=False)
+        bar.update(1)
         return torch.tensor(value)
 
     if par.size:
         opt = torch.optim.LBFGS([theta], lr=lr, max_iter=iterations, history_size=history,
                                 line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-12)
         opt.step(objective)
+    bar.close()
     meta = {**base.meta, "tuned": True, "window": par.window, "optimizer": "lbfgs", "iterations": iterations,
             "lr": lr, "trim": trim, "evaluations": len(losses)}
     return SearchResult(par.matrix(best[1], meta), par.base, losses)

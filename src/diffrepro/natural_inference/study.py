@@ -101,7 +101,7 @@ def tune_at(schedule, nfe: int, baselines: list[str], grid: str, denoiser: Calla
     best = min(train_err, key=train_err.get)
     r_model = r_train * float(cands[best].alphas[-1])  # search compares model-coordinate outputs
     result = search(cands[best], grad_denoiser, e_train, r_model, iterations=iterations, lr=lr, window=window,
-                    trim=trim, batch_size=batch_size)
+                    trim=trim, batch_size=batch_size, desc=f"ni search nfe {nfe} from {best}")
     tuned = result.matrix
     tuned.meta.update({"nfe": nfe, "start": best, "grid_name": grid})
     samples = {b: sample(m, denoiser, e_val) for b, m in cands.items()}
