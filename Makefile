@@ -46,13 +46,18 @@ lint: $(STAMP)
 	snakemake --configfile $(PARAMS) --lint
 
 # System packages the tests need (Chromium for the browser test). The SLURM test installs its own daemons.
+# Debian packages some tests use (root + apt-get): Chromium for the browser test, TeX Live to compile the report's
+# LaTeX fragments. Without them those tests skip; the SLURM test installs its own daemons.
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
+	command -v pdflatex >/dev/null 2>&1 || missing="$$missing texlive-latex-base texlive-latex-recommended"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium (browser test)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
-	      || echo "warning: could not install chromium; the browser test will be skipped"; \
-	  else echo "note: chromium missing and not root; the browser test will be skipped"; fi; \
+	    echo "installing$$missing (browser and LaTeX tests)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; the tests that need them will be skipped"; \
+	  else echo "note:$$missing missing and not root; the tests that need them will be skipped"; fi; \
 	fi
 
 test: $(STAMP) system-deps

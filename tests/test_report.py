@@ -173,7 +173,7 @@ def test_latex_fragments(built, tmp_path):
                        "\\begin{document}\n" + "".join(f"\\input{{{f}}}\n\\clearpage\n" for f in frags) +
                        "\\end{document}\n")
         out = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, encoding="utf-8", errors="replace", timeout=120)  # TeX logs 8-bit
         assert out.returncode == 0, out.stdout[-2000:]
 
 
