@@ -45,7 +45,6 @@ dryrun: $(STAMP)
 lint: $(STAMP)
 	snakemake --configfile $(PARAMS) --lint
 
-# System packages the tests need (Chromium for the browser test). The SLURM test installs its own daemons.
 # Debian packages some tests use (root + apt-get): Chromium for the browser test, TeX Live to compile the report's
 # LaTeX fragments. Without them those tests skip; the SLURM test installs its own daemons.
 system-deps:
