@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     # spine
     "prepare": "diffrepro.steps.prepare",
     "train": "diffrepro.steps.train",
+    "import-model": "diffrepro.steps.import_model",
     "train-classifier": "diffrepro.steps.train_classifier",
     "reference-stats": "diffrepro.steps.reference_stats",
     "sample": "diffrepro.steps.sample",

@@ -28,6 +28,22 @@ def dataset_of(model):
     return config["models"][model]["dataset"]
 
 
+def source_of(model):
+    """A model's `source` block: {kind: train} (trained by the pipeline) or a published checkpoint to import."""
+    return config["models"][model].get("source") or {"kind": "train"}
+
+
+TRAINED_MODELS = [m for m in MODELS if source_of(m)["kind"] == "train"]
+IMPORTED_MODELS = [m for m in MODELS if source_of(m)["kind"] != "train"]
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (and nothing when the list is empty)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
 def _write_resolved_params():
     import yaml
 

@@ -109,8 +109,8 @@ def _labels_for(labels, batch: int, device) -> torch.Tensor:
 
 
 def network_denoiser(net, schedule: Schedule, parameterisation: str, labels=None, guidance_scale: float | None = None,
-                     null_label: int | None = None, sigma_data: float | None = None) -> Denoiser:
-    """Wrap `net(x, t_batch, y=None)` into `D(x, t: float) -> x0_hat` (runs under torch.no_grad).
+                     null_label: int | None = None, sigma_data: float | None = None, grad: bool = False) -> Denoiser:
+    """Wrap `net(x, t_batch, y=None)` into `D(x, t: float) -> x0_hat` (runs under torch.no_grad unless `grad`).
 
     labels: None (unconditional), an int or a [B] int64 tensor of class labels.
     guidance_scale w (classifier-free guidance, needs labels and null_label): x0 = x0_u + w·(x0_c − x0_u), computed
@@ -128,7 +128,6 @@ def network_denoiser(net, schedule: Schedule, parameterisation: str, labels=None
             x_in, time = x_in.to(net_dtype), time.to(net_dtype)
         return net(x_in, time, y) if y is not None else net(x_in, time)
 
-    @torch.no_grad()
     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
         x_in, time = network_inputs(parameterisation, x, schedule, t, sigma_data)
         if labels is None:
@@ -143,7 +142,7 @@ def network_denoiser(net, schedule: Schedule, parameterisation: str, labels=None
             out = out_u + guidance_scale * (out_c - out_u)
         return network_output_to_x0(parameterisation, out.to(x.dtype), x, schedule, t, sigma_data)
 
-    return denoise
+    return denoise if grad else torch.no_grad()(denoise)
 
 
 def _noise_key(schedule: Schedule) -> tuple:

@@ -126,15 +126,24 @@ class VPDiscrete(Schedule):
 
     Index i ∈ {0..M−1} sits at t_i = (i+1)/M; t = 0 is clean (ᾱ = 1). Between nodes log ᾱ is linear in t (the
     diff-sampler LDM wrapper, GEO §1.3). The network's integer timestep is `index(t) = t·M − 1`.
+    `beta_schedule` names the β table of a published scheduler (`discrete_betas`); `betas` gives it explicitly.
     """
 
     name = "vp_discrete"
 
     def __init__(self, num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
-                 t_min: float | None = None, t_max: float = 1.0):
+                 t_min: float | None = None, t_max: float = 1.0, beta_schedule: str = "linear",
+                 betas: list[float] | None = None):
         self.M = int(num_timesteps)
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
-        betas = torch.linspace(self.beta_start, self.beta_end, self.M, dtype=F64)
+        self.beta_schedule = "explicit" if betas is not None else str(beta_schedule)
+        self.explicit_betas = None if betas is None else [float(b) for b in betas]
+        if betas is not None:
+            if len(betas) != self.M:
+                raise UserError(f"vp_discrete: {len(betas)} betas for num_timesteps = {self.M}")
+            betas = torch.as_tensor(self.explicit_betas, dtype=F64)
+        else:
+            betas = discrete_betas(self.beta_schedule, self.M, self.beta_start, self.beta_end)
         log_abar = torch.cumsum(torch.log1p(-betas), 0)
         self.t_nodes = torch.cat([torch.zeros(1, dtype=F64), torch.arange(1, self.M + 1, dtype=F64) / self.M])
         self.log_alpha_nodes = 0.5 * torch.cat([torch.zeros(1, dtype=F64), log_abar])  # decreasing in t
@@ -185,8 +194,26 @@ class VPDiscrete(Schedule):
         return self._dlog_alpha_dt(t) / torch.exp(2 * self._log_sigma(t))
 
     def describe(self):
+        extra = {} if self.beta_schedule == "linear" else (
+            {"betas": self.explicit_betas} if self.explicit_betas is not None else {"beta_schedule": self.beta_schedule})
         return {**super().describe(), "num_timesteps": self.M, "beta_start": self.beta_start,
-                "beta_end": self.beta_end}
+                "beta_end": self.beta_end, **extra}
+
+
+def discrete_betas(beta_schedule: str, num_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """The β table of a DDPM-style scheduler, float64: `linear` (DDPM), `scaled_linear` (linear in √β, latent
+    diffusion), `squaredcos_cap_v2` (improved DDPM's cosine ᾱ(t) = cos²(π/2·(t+s)/(1+s)), s = 0.008, with
+    β_i = 1 − ᾱ((i+1)/M)/ᾱ(i/M) capped at 0.999)."""
+    m = int(num_timesteps)
+    if beta_schedule == "linear":
+        return torch.linspace(beta_start, beta_end, m, dtype=F64)
+    if beta_schedule == "scaled_linear":
+        return torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), m, dtype=F64) ** 2
+    if beta_schedule == "squaredcos_cap_v2":
+        abar = lambda u: torch.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+        u = torch.arange(m + 1, dtype=F64) / m
+        return torch.clamp(1 - abar(u[1:]) / abar(u[:-1]), max=0.999)
+    raise UserError(f"unknown beta_schedule '{beta_schedule}' (known: linear, scaled_linear, squaredcos_cap_v2)")
 
 
 class Cosine(Schedule):
@@ -287,3 +314,13 @@ def make_schedule(name: str, **kwargs) -> Schedule:
         return SCHEDULES[name](**kwargs)
     except TypeError as exc:
         raise UserError(f"bad options for schedule '{name}': {exc}") from None
+
+
+def schedule_from_description(description: dict) -> Schedule:
+    """Rebuild a schedule from its `describe()` dict (the form stored in model files)."""
+    kw = dict(description)
+    name = kw.pop("name")
+    if name == "edm":  # EDM's sampling range is its σ range
+        kw["sigma_min"], kw["sigma_max"] = kw.pop("t_min"), kw.pop("t_max")
+    return make_schedule(name, **kw)
+

@@ -52,7 +52,8 @@ def _section(cfg, args, sid, order, title, reproduces) -> dict:
 
 
 def _model(cfg, args, name: str, key: str):
-    from .. import training
+    """The model behind results/models/<name>/model.pt (sources.LoadedModel: trained or imported)."""
+    from .. import sources
     from ..errors import UserError
 
     section(cfg, "models", name, f"{args.params}: ni.{key}.model")
@@ -62,12 +63,7 @@ def _model(cfg, args, name: str, key: str):
     from .. import runtime
 
     runtime.set_num_threads(cfg.get("runtime"), args.threads)  # every part loads its model here first
-    net, spec = training.load_model(path, device=runtime.select_device(cfg.get("runtime")))
-    return net, spec, training.schedule_from_spec(spec)
-
-
-def _device(net):
-    return next(net.parameters()).device
+    return sources.load_model(path, device=runtime.select_device(cfg.get("runtime")))
 
 
 def _data(cfg, args, dataset: str):
@@ -107,19 +103,6 @@ def _fid(classifier, x, ref_stats) -> float:
     from torch_fidelity.metric_fid import fid_statistics_to_metric
 
     return float(fid_statistics_to_metric(_fid_stats(classifier, x), ref_stats, False)["frechet_inception_distance"])
-
-
-def _differentiable(net, spec, schedule):
-    """The network's x0-prediction with autograd on (the sampling adapter runs under no_grad)."""
-    from ..diffusion.denoisers import network_inputs, network_output_to_x0
-
-    param = spec["parameterisation"]
-    dtype = next(net.parameters()).dtype
-
-    def D(x, t):
-        x_in, time_in = network_inputs(param, x, schedule, t)
-        return network_output_to_x0(param, net(x_in.to(dtype), time_in.to(dtype)).to(x.dtype), x, schedule, t)
-    return D
 
 
 def _write_sweep(cfg, args, model: str, variant: str, cells: list[tuple[str, int, object]], denoiser, shape,
@@ -262,24 +245,24 @@ def part_search(cfg, args, out: Path) -> dict:
     from ..natural_inference.study import tune_at
     from ..samplers.reference import reference_solution
     from ..samplers.sweep import initial_noise
-    from ..training import model_denoiser
 
     scfg = cfg["ni"]["search"]
     sec = _section(cfg, args, f"ni_search_{args.model}", 27, f"Better coefficient matrices, found automatically "
                    f"({args.model})",
                    "NI §5.4 (better coefficient matrix; CIFAR-10 FID), §9 (automated search)")
     name = args.model
-    net, spec, schedule = _model(cfg, args, name, "search")
-    D = model_denoiser(net, spec)
-    Dg = _differentiable(net, spec, schedule)
-    shape = tuple(net.data_shape)
+    model = _model(cfg, args, name, "search")
+    schedule = model.schedule
+    D = model.denoiser()
+    Dg = model.denoiser(grad=True)  # the search differentiates through the network
+    shape = tuple(model.data_shape)
     n_train = scfg["n_train_per_model"].get(name, scfg["n_train"])
-    e_train = initial_noise((n_train, *shape), cfg["seed"], 9_000_001).to(_device(net))
-    e_val = initial_noise((scfg["n_val"], *shape), cfg["seed"], 9_000_002).to(_device(net))
+    e_train = initial_noise((n_train, *shape), cfg["seed"], 9_000_001).to(model.device)
+    e_val = initial_noise((scfg["n_val"], *shape), cfg["seed"], 9_000_002).to(model.device)
     with torch.no_grad():
         r_train = reference_solution(D, schedule, e_train, steps=scfg["reference_steps"])
         r_val = reference_solution(D, schedule, e_val, steps=scfg["reference_steps"])
-    dataset = spec.get("dataset")
+    dataset = model.info["dataset"]
     classifier = _classifier(args, dataset) if scfg["fid"] and len(shape) == 3 else None
     ref_stats = None
     if classifier is not None:
@@ -337,7 +320,7 @@ def part_search(cfg, args, out: Path) -> dict:
                                                             clip=3.0), out / "tuned_Cnorm.png"),
                            "caption": "Tuned matrices divided by their diagonal: compare with the paper's "
                                       "alternating-sign, short-window CIFAR matrices (spec §5.1)."})
-    sec["sweep_file"] = _write_sweep(cfg, args, name, "ni_tuned", sweep_cells, D, shape, _device(net))
+    sec["sweep_file"] = _write_sweep(cfg, args, name, "ni_tuned", sweep_cells, D, shape, model.device)
     return sec
 
 
@@ -347,20 +330,20 @@ def part_sharpness(cfg, args, out: Path) -> dict:
     from ..natural_inference.study import sharpness_sweep
     from ..natural_inference.tracer import trace_sampler
     from ..samplers.sweep import initial_noise
-    from ..training import model_denoiser
 
     c = cfg["ni"]["sharpness"]
     sec = _section(cfg, args, f"ni_sharpness_{args.model}", 28, f"Sharpness control by editing the coefficient "
                    f"matrix ({args.model})",
                    "NI §5.3 (SD3 sharpness control; spec claim 14 as a small-scale proxy)")
     name = args.model
-    net, spec, schedule = _model(cfg, args, name, "sharpness")
-    D = model_denoiser(net, spec)
-    shape = tuple(net.data_shape)
+    model = _model(cfg, args, name, "sharpness")
+    schedule = model.schedule
+    D = model.denoiser()
+    shape = tuple(model.data_shape)
     nodes = trace_sampler("ddim", schedule, c["nfe"], grid=c["grid"]).nodes
     base = delta_sigma_matrix(nodes)
-    x_train, _ = _data(cfg, args, spec["dataset"])
-    eps = initial_noise((c["n_samples"], *shape), cfg["seed"], 9_000_003).to(_device(net))
+    x_train, _ = _data(cfg, args, model.info["dataset"])
+    eps = initial_noise((c["n_samples"], *shape), cfg["seed"], 9_000_003).to(model.device)
     rows = sharpness_sweep(base, D, eps, x_train, c["window"], c["last_weights"])
     sec["tables"].append({"id": f"ni_sharpness_{name}", "caption": f"Sharpness proxies of {c['n_samples']} samples of model "
                           f"'{name}' at NFE {c['nfe']}: the Δσ-weighted NI matrix (the paper's SD3 'standard' "
@@ -394,7 +377,7 @@ def part_sharpness(cfg, args, out: Path) -> dict:
                        "truncating and boosting sharpens) predicts a rise of the energy and a fall of the distance.")
     sweep_m = sharpen(base, c["window"], c["sweep_last_weight"])
     sec["sweep_file"] = _write_sweep(cfg, args, name, "ni_sharp", [(c["grid"], c["nfe"], sweep_m)], D, shape,
-                                     _device(net))
+                                     model.device)
     return sec
 
 
@@ -408,22 +391,22 @@ def part_cfg(cfg, args, out: Path) -> dict:
     from ..natural_inference.study import guided, overshoot, realisable, sample
     from ..natural_inference.tracer import trace_sampler
     from ..samplers.sweep import initial_noise
-    from ..training import model_denoiser
 
     c = cfg["ni"]["cfg"]
     sec = _section(cfg, args, "ni_cfg", 29, "Classifier-free guidance across samplers",
                    "NI §5.2 (CFG adaptation; spec claim 15)")
     name = c["model"]
-    net, spec, schedule = _model(cfg, args, name, "cfg")
-    if not getattr(net, "num_classes", 0):
+    model = _model(cfg, args, name, "cfg")
+    schedule = model.schedule
+    if not model.num_classes:
         raise UserError(f"ni.cfg.model = '{name}' is not class-conditional (set class_conditional: true)")
-    null = int(net.num_classes)
-    shape = tuple(net.data_shape)
-    x_train, y_train = _data(cfg, args, spec["dataset"])
-    classifier = _classifier(args, spec["dataset"])
+    null = int(model.num_classes)
+    shape = tuple(model.data_shape)
+    x_train, y_train = _data(cfg, args, model.info["dataset"])
+    classifier = _classifier(args, model.info["dataset"])
     ref_stats = _fid_stats(classifier, x_train) if classifier is not None else None
-    labels = (torch.arange(c["n_samples"]) % null).to(_device(net))
-    eps = initial_noise((c["n_samples"], *shape), cfg["seed"], 9_000_004).to(_device(net))
+    labels = (torch.arange(c["n_samples"]) % null).to(model.device)
+    eps = initial_noise((c["n_samples"], *shape), cfg["seed"], 9_000_004).to(model.device)
     mats = {}
     for s in c["samplers"]:
         if s == "ni_tuned":
@@ -436,7 +419,7 @@ def part_cfg(cfg, args, out: Path) -> dict:
             mats[s] = trace_sampler(s, schedule, c["nfe"], grid=c["grid"])
         else:
             raise UserError(f"ni.cfg: sampler '{s}' cannot make exactly {c['nfe']} denoiser calls")
-    beds = {"network": lambda lab, w: model_denoiser(net, spec, labels=lab, guidance_scale=w, )}
+    beds = {"network": lambda lab, w: model.denoiser(labels=lab, guidance_scale=w)}
     if c["optimal"]:
         opt = OptimalDenoiser(x_train.double(), schedule, labels=y_train, num_classes=null)
         beds["optimal"] = lambda lab, w: guided(lambda x, t, y=None: opt(x.double(), t, y=y).to(x.dtype), lab, null, w)

@@ -80,19 +80,19 @@ def _progress(total: int, disable: bool, desc: str):
 def _load(cfg, args):
     import torch
 
-    from .. import runtime, training
+    from .. import runtime, sources
     from ..errors import UserError
 
     spec_cfg = section(cfg, "models", args.model, args.params)
     runtime.set_num_threads(cfg.get("runtime"), args.threads)
     device = runtime.select_device(cfg.get("runtime"))
-    net, spec = training.load_model(args.checkpoint, device=device)
-    if spec.get("dataset") != spec_cfg.get("dataset"):
-        raise UserError(f"{args.checkpoint} was trained for dataset '{spec.get('dataset')}', but params model "
+    model = sources.load_model(args.checkpoint, device=device)
+    if model.info.get("dataset") != spec_cfg.get("dataset"):
+        raise UserError(f"{args.checkpoint} was made for dataset '{model.info.get('dataset')}', but params model "
                         f"'{args.model}' uses '{spec_cfg.get('dataset')}'")
-    shape = (model_sampling(cfg, args.model)["n_samples"], *net.data_shape)
+    shape = (model_sampling(cfg, args.model)["n_samples"], *model.data_shape)
     torch.manual_seed(int(cfg["seed"]))
-    return training.model_denoiser(net, spec), training.schedule_from_spec(spec), shape, device
+    return model.denoiser(), model.schedule, shape, device
 
 
 def _gits_builder(sampling, cfg, denoiser, schedule, shape, device):

@@ -206,11 +206,11 @@ def trained_rows(sec: dict, cfg: dict, seed: int, data_paths: dict[str, str], ch
 
 
 def load_denoiser(checkpoint: str, device=None):
-    """(D(x, t) in the model's own schedule, that schedule) from a training checkpoint."""
-    from ..training import load_model, model_denoiser, schedule_from_spec
+    """(D(x, t) in the model's own schedule, that schedule) from a model file (trained or imported)."""
+    from ..sources import load_model
 
-    net, spec = load_model(checkpoint, device=device or "cpu")
-    return model_denoiser(net, spec), schedule_from_spec(spec)
+    model = load_model(checkpoint, device=device or "cpu")
+    return model.denoiser(), model.schedule
 
 
 # --- figures ----------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from .state import read_torch_file
 
 MODEL_KEYS = ("spec", "state_dict", "data_shape", "num_classes")
 
-__all__ = ["train", "Trainer", "load_model", "read_model_file", "model_denoiser", "schedule_from_spec",
+__all__ = ["train", "Trainer", "load_model", "read_model_file", "net_from_model_file", "model_denoiser", "schedule_from_spec",
            "num_classes_of"]
 
 
@@ -28,7 +28,11 @@ def read_model_file(path: str | Path) -> dict:
 def load_model(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
     """(network with EMA weights in eval mode on `device`, model spec). The net carries `num_classes` (the null
     label for CFG; 0 when unconditional) and `data_shape`."""
-    blob = read_model_file(path)
+    return net_from_model_file(read_model_file(path), path, device)
+
+
+def net_from_model_file(blob: dict, path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """`load_model` on contents already read by `read_model_file` (path names the file in errors)."""
     net = build_model(blob["spec"], blob["data_shape"], blob["num_classes"])
     try:
         net.load_state_dict(blob["state_dict"])
@@ -38,10 +42,12 @@ def load_model(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
     return net.to(device).eval().requires_grad_(False), blob["spec"]
 
 
-def model_denoiser(net: torch.nn.Module, spec: dict, labels=None, guidance_scale: float | None = None):
-    """D(x, t: float) -> x0_hat in the model's own schedule coordinates (diffusion.denoisers.network_denoiser)."""
+def model_denoiser(net: torch.nn.Module, spec: dict, labels=None, guidance_scale: float | None = None,
+                   grad: bool = False):
+    """D(x, t: float) -> x0_hat in the model's own schedule coordinates (diffusion.denoisers.network_denoiser);
+    `grad` keeps autograd on (the NI search differentiates through the network)."""
     from ..diffusion.denoisers import network_denoiser
 
     null = getattr(net, "num_classes", 0) or None
     return network_denoiser(net, schedule_from_spec(spec), spec["parameterisation"], labels=labels,
-                            guidance_scale=guidance_scale, null_label=null)
+                            guidance_scale=guidance_scale, null_label=null, grad=grad)
