@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -48,7 +49,7 @@ MODULE_SRC = textwrap.dedent('''
             if class_labels is not None:
                 e = torch.cat([e, class_labels.expand(len(x), -1)], 1)
             h = torch.nn.functional.silu(self.conv1(x) + self.emb(e)[:, :, None, None])
-            return self.conv2(h)
+            return x + 0.1 * self.conv2(h)  # near the identity on its (c_in-scaled) input: data-scale outputs
 
 
     @persistence.persistent_class
@@ -160,63 +161,70 @@ LOADER = textwrap.dedent('''
     from diffrepro.samplers.grids import make_grid
     from diffrepro.samplers.sweep import run_cell
 
-    pkl, out = sys.argv[1], sys.argv[2]
-    desc = sources.make_descriptor("edm_test", {"dataset": "digits", "source": {"kind": "edm", "path": pkl}})
-    torch.save(desc, out)
-    model = sources.load_model(out)
-    assert "torch_utils" not in sys.modules and "dnnlib" not in sys.modules
-    D, net, steps = model.denoiser(), model.net, 8
-    eps = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    # EDM's own loop in σ: the ρ = 7 grid over [0.002, 80], net called directly
-    k = torch.arange(steps + 1, dtype=torch.float64) / steps
-    sig = (80 ** (1 / 7) + k * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7
+    STEPS = 8
+    # EDM's own loop in σ: the ρ = 7 grid over [0.002, 80], the net called directly
+    K = torch.arange(STEPS + 1, dtype=torch.float64) / STEPS
+    SIG = (80 ** (1 / 7) + K * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7
 
-    def call(x, s):
-        with torch.no_grad():
-            return net(x, torch.as_tensor(s, dtype=torch.float64)).to(x.dtype)
 
-    def direct(heun):
-        x = eps * float(sig[0])
-        for i in range(steps):
-            s, s1 = float(sig[i]), float(sig[i + 1])
+    def edm_loop(net, eps, heun):
+        def call(x, s):
+            with torch.no_grad():
+                return net(x, torch.as_tensor(s, dtype=torch.float64)).to(x.dtype)
+        x = eps * float(SIG[0])
+        for i in range(STEPS):
+            s, s1 = float(SIG[i]), float(SIG[i + 1])
             d = (x - call(x, s)) / s
             x_pred = x + (s1 - s) * d
             x = x + (s1 - s) * 0.5 * (d + (x_pred - call(x_pred, s1)) / s1) if heun else x_pred
         return x
 
-    res = {"schedule": model.schedule.describe(), "kind": model.kind, "shape": model.data_shape,
-           "precond": model.info["precond"]}
-    for name in ("euler", "heun"):
-        ours, rec = run_cell(D, model.schedule, name, make_grid("edm", model.schedule, steps), eps)
-        res[name] = float((ours - direct(name == "heun")).abs().max())
-        res[name + "_nfe"] = rec["nfe_measured"]
-        res[name + "_scale"] = float(ours.abs().max())
-    print(json.dumps(res))
+
+    def check(pkl, out):
+        desc = sources.make_descriptor("edm_test", {"dataset": "digits", "source": {"kind": "edm", "path": pkl}})
+        torch.save(desc, out)
+        model = sources.load_model(out)
+        assert "torch_utils" not in sys.modules and "dnnlib" not in sys.modules
+        res = {"schedule": model.schedule.describe(), "kind": model.kind, "shape": model.data_shape,
+               "precond": model.info["precond"]}
+        for dtype in (torch.float64, torch.float32):  # the state's dtype; the net computes in float32 on a CPU
+            eps = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=dtype)
+            for name in ("euler", "heun"):
+                grid = make_grid("edm", model.schedule, STEPS)
+                ours, rec = run_cell(model.denoiser(), model.schedule, name, grid, eps)
+                key = f"{name}_{str(dtype)[6:]}"
+                res[key] = float((ours - edm_loop(model.net, eps, name == "heun")).abs().max())
+                res[name + "_nfe"], res["scale"] = rec["nfe_measured"], float(ours.abs().max())
+        return res
+
+
+    print(json.dumps([check(sys.argv[i], sys.argv[i + 1]) for i in range(1, len(sys.argv), 2)]))
 ''')
 
 
-@pytest.mark.parametrize("precond", ["VPPrecond", "EDMPrecond"])
-def test_edm_pickle_loads_without_torch_utils_and_samples_like_edm(tmp_path, precond):
-    pkl = tmp_path / "edm-test-8x8-uncond.pkl"
-    build_network_pickle(pkl, precond)
+def test_edm_pickles_load_without_torch_utils_and_sample_like_edm(tmp_path):
+    args = []
+    for precond in ("VPPrecond", "EDMPrecond"):
+        build_network_pickle(tmp_path / f"{precond}.pkl", precond)
+        args += [str(tmp_path / f"{precond}.pkl"), str(tmp_path / f"{precond}.pt")]
     script = tmp_path / "load.py"
     script.write_text(LOADER)
     env = {**run_env(), "PYTHONPATH": ""}  # nothing but the venv: no torch_utils / dnnlib anywhere
-    r = subprocess.run([sys.executable, str(script), str(pkl), str(tmp_path / "model.pt")], cwd=tmp_path,
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, env=env,
+                       timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "runs the Python code stored in it" in r.stderr  # the one log line
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert res["kind"] == "edm" and res["shape"] == [1, 8, 8] and res["precond"] == precond
-    if precond == "VPPrecond":  # β0 = β_min, β1 = β_min + β_d
-        assert res["schedule"]["name"] == "vp_linear"
-        assert res["schedule"]["beta0"] == pytest.approx(0.1) and res["schedule"]["beta1"] == pytest.approx(20.0)
-    else:
-        assert res["schedule"]["name"] == "edm" and res["schedule"]["t_max"] == 80.0
-    assert res["euler_nfe"] == 8 and res["heun_nfe"] == 16
-    print(precond, "max |sweep − EDM loop|: euler", res["euler"], "heun", res["heun"], "(sample scale",
-          res["euler_scale"], ")")
-    assert res["euler"] <= 1e-6 and res["heun"] <= 1e-6, res
+    vp, edm = json.loads(r.stdout.strip().splitlines()[-1])
+    assert vp["precond"] == "VPPrecond" and edm["precond"] == "EDMPrecond"
+    assert vp["schedule"]["name"] == "vp_linear"  # β0 = β_min, β1 = β_min + β_d
+    assert vp["schedule"]["beta0"] == pytest.approx(0.1) and vp["schedule"]["beta1"] == pytest.approx(20.0)
+    assert edm["schedule"]["name"] == "edm" and edm["schedule"]["t_max"] == 80.0
+    for res in (vp, edm):
+        print(res["precond"], {k: v for k, v in res.items() if k.startswith(("euler", "heun", "scale"))})
+        assert res["kind"] == "edm" and res["shape"] == [1, 8, 8]
+        assert res["euler_nfe"] == 8 and res["heun_nfe"] == 16
+        assert res["euler_float64"] <= 1e-6 and res["heun_float64"] <= 1e-6, res
+        assert res["euler_float32"] <= 1e-5 * res["scale"] and res["heun_float32"] <= 1e-5 * res["scale"], res
 
 
 def test_changed_checkpoint_is_refused(tmp_path):
@@ -244,11 +252,11 @@ def test_missing_checkpoint_names_file_and_publisher(tmp_path):
 
 
 def test_guidance_refused_on_edm_nets(tmp_path):
-    from diffrepro import sources
+    from diffrepro.sources import edm
 
     pkl = tmp_path / "n.pkl"
     build_network_pickle(pkl, "EDMPrecond")
-    model = sources.edm.open_source({"kind": "edm", "path": str(pkl)}, "cpu")
+    model = edm.open_source({"kind": "edm", "path": str(pkl)}, "cpu")
     with pytest.raises(UserError, match="no unconditional"):
         model.denoiser(guidance_scale=2.0)
 
@@ -268,9 +276,9 @@ def _tiny_unet_dir(tmp_path: Path, **scheduler_kw) -> Path:
 
 
 def _loaded(folder: Path):
-    from diffrepro import sources
+    from diffrepro.sources import diffusers_unet
 
-    return sources.diffusers_unet.open_source({"kind": "diffusers", "path": str(folder)}, "cpu")
+    return diffusers_unet.open_source({"kind": "diffusers", "path": str(folder)}, "cpu")
 
 
 def test_diffusers_unet_ddim_matches_diffusers_loop_and_ni_replay(tmp_path):
@@ -294,8 +302,11 @@ def test_diffusers_unet_ddim_matches_diffusers_loop_and_ni_replay(tmp_path):
     ddim_err = float((ours - sample).abs().max())
     model.net.double()  # NI replay in float64: the same network outputs on both paths
     ni_err = replay_difference("ddim", model.schedule, 10, model.denoiser(), eps.double(), 0, grid="respaced")
-    print(f"diffusers DDIM vs ours {ddim_err:.2e}; NI respaced-DDIM replay {ni_err:.2e}")
-    assert ddim_err <= 1e-5 and ni_err <= 1e-10
+    scale = float(sample.abs().max())
+    print(f"diffusers DDIM vs ours {ddim_err:.2e} (samples up to {scale:.3g}); NI respaced-DDIM replay {ni_err:.2e}")
+    # A random UNet's ε̂ is no noise estimate, so x0 = (x − σ·ε̂)/α reaches O(100) at α ≈ 0.02; diffusers keeps ᾱ in
+    # float32, so the agreement is relative to the sample scale.
+    assert ddim_err <= 1e-5 * max(1.0, scale) and ni_err <= 1e-10
 
 
 @pytest.mark.parametrize("beta_schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
@@ -354,10 +365,7 @@ def test_dry_run_imports_instead_of_training(tmp_path):
     r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--configfile", str(params), "--cores",
                         "1"], cwd=ROOT, capture_output=True, text=True, env=run_env(), timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    jobs = [block for block in r.stdout.split("\n\n") if block.lstrip().startswith(("rule ", "localrule "))]
-    producer = {}
-    for block in jobs:
-        if "results/models/published/model.pt" in block.split("output:")[-1].split("\n")[0]:
-            producer[block.split(":")[0].split()[-1]] = True
-    assert list(producer) == ["import_model"], producer
-    assert not [b for b in jobs if b.lstrip().startswith("rule train:") and "model=published" in b]
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", r.stdout + r.stderr, flags=re.M)
+    producers = [rule for rule, body in jobs if "output: results/models/published/model.pt" in body]
+    assert producers == ["import_model"], producers
+    assert "train" in {rule for rule, _ in jobs}  # the smoke models are still trained
