@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e '.[slurm,dev]'
+	$(PIP) install -q -e '.[slurm,dev,published]'
 	@touch $@
 
 reproduce: $(STAMP)
