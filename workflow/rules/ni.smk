@@ -140,8 +140,10 @@ if NI_FILE_MODELS:
     EXTRA_METRIC_FILES.extend(expand("results/metrics/{model}/ni_file_{name}.json",
                                      model=[m for m in NI_FILE_MODELS if m in SWEEP_MODELS], name=NI_FILES))
 
-# Sweep variants: evaluated and aggregated like any sampler once every sweep model has the file.
-if NI_SEARCH_MODELS and set(SWEEP_MODELS) <= set(NI_SEARCH_MODELS):
-    EXTRA_SAMPLERS.append("ni_tuned")
-if NI_SHARP_MODELS and set(SWEEP_MODELS) <= set(NI_SHARP_MODELS):
-    EXTRA_SAMPLERS.append("ni_sharp")
+# Sweep variants: evaluated and aggregated like any sampler once every sweep model has the file; otherwise for the
+# sweep models that have it.
+for _variant, _models in (("ni_tuned", NI_SEARCH_MODELS), ("ni_sharp", NI_SHARP_MODELS)):
+    if _models and set(SWEEP_MODELS) <= set(_models):
+        EXTRA_SAMPLERS.append(_variant)
+    else:
+        EXTRA_METRIC_FILES.extend(f"results/metrics/{m}/{_variant}.json" for m in _models if m in SWEEP_MODELS)
