@@ -108,6 +108,17 @@ def check_published_networks_dag(params, out: str):
     scored = {(j["model"], j["sampler"]) for j in jobs(out, "evaluate")}
     assert {("baseline_cifar10_vp", f"ni_file_{n}") for n in files} <= scored
     assert "cifar10" not in {j["model"] for j in jobs(out, "train")}  # the old trained CIFAR-10 UNet is gone
+    # the cells each published network is swept on (sampling.per_model): GEO NFE 3-10 on the recommended grid and
+    # GITS; NI 5/10/15 steps on the time-quadratic grid 1 -> 1e-3
+    from diffrepro import config
+    from diffrepro.samplers.sweep import model_sampling
+    from diffrepro.steps.sample import plan
+
+    full = config.load(params)
+    geo = {(c["grid"], c["nfe"]) for c in plan(model_sampling(full, "edm_cifar10_vp"), "ipndm")[0]}
+    assert geo == {(g, n) for g in ("edm", "gits") for n in range(3, 11)}
+    ni = {(c["grid"], c["nfe"]) for c in plan(model_sampling(full, "baseline_cifar10_vp"), "deis")[0]}
+    assert {("quadratic_t", n) for n in (5, 10, 15)} <= ni
     # Needs the model-source seam (diffrepro.sources and its import rule): without it `train` still builds
     # results/models/<m>/model.pt for the imported models.
     if importlib.util.find_spec("diffrepro.sources") is None:
