@@ -34,6 +34,8 @@ BAD = [
     ({"sampling": {"bogus_key": 1}}, "bogus_key"),                   # unknown key
     ({"datasets": {"toy2d": {"kind": "imagenet"}}}, "datasets.toy2d.kind"),  # unknown dataset kind
     ({"seed": -3}, "seed"),
+    ({"models": {"x": {"dataset": "toy2d", "source": {"kind": "edm"}}}}, "models.x.source"),  # edm needs a path
+    ({"ni": {"files": {"matrices": {"bad name!": "x.npz"}}}}, "ni.files.matrices"),        # not a file-name wildcard
 ]
 
 
