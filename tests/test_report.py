@@ -246,3 +246,30 @@ def test_within_cell_std_is_not_a_metric(tmp_path):
     assert "kid_digits_classifier_std" in df.columns
     assert "kid_digits_classifier_std" not in tables.metric_columns(df)
     assert not any("_std/" in k or k.endswith("_std") for k in tables.flat_metrics(tables.aggregate(df)))
+
+
+def test_published_rows_sit_beside_ours_on_the_grid_the_paper_ran():
+    """GITS rows match our gits cells, default rows the recommended grid, NI rows the time-quadratic grid; a model
+    built from the paper's own network file is named so in the caption."""
+    from diffrepro.reports import spine
+
+    papers = paper.load_paper_numbers()
+    cells = [("edm_net", "ipndm", "edm", 5, 9.0), ("edm_net", "ipndm", "gits", 5, 7.0),
+             ("edm_net", "ipndm", "logsnr", 5, 99.0), ("nat", "deis", "quadratic_t", 10, 4.2),
+             ("nat", "deis", "time_uniform", 10, 5.0), ("nat", "dpmpp2m", "quadratic_t", 5, 12.0)]
+    agg = pl.DataFrame({"model": [c[0] for c in cells], "sampler": [c[1] for c in cells],
+                        "grid": [c[2] for c in cells], "nfe": [c[3] for c in cells], "n_seeds": [1] * len(cells),
+                        "fid_inception_ts_mean": [c[4] for c in cells], "fid_inception_ts_std": [None] * len(cells)})
+    cfg = {"sampling": {"models": ["edm_net", "nat"]}, "report": {"scale": "paper"},
+           "models": {"edm_net": {"source": {"kind": "edm", "path": "x/edm-cifar10-32x32-uncond-vp.pkl"}},
+                      "nat": {"source": {"kind": "edm", "path": "baseline-cifar10-32x32-uncond-vp.pkl"}}}}
+    geo = spine.paper_section(cfg, agg, papers, "params/paper.yaml")
+    gits = next(t for t in geo["tables"] if t["id"] == "beside_edm_net_geo_gits_cifar10")
+    assert gits["rows"] == [["ipndm", 5, {"mean": 9.0, "std": None}, 13.59],
+                            ["ipndm (gits)", 5, {"mean": 7.0, "std": None}, 8.38]]
+    assert "the paper's own network" in gits["caption"]
+    ni = spine.ni_paper_section(cfg, agg, papers, "params/paper.yaml")
+    rows = next(t for t in ni["tables"] if t["id"] == "beside_nat_ni_cifar10_baselines")["rows"]
+    assert rows == [["deis (quadratic_t)", 10, {"mean": 4.2, "std": None}, 4.40],
+                    ["dpmpp2m (quadratic_t)", 5, {"mean": 12.0, "std": None}, 11.51]]
+    assert spine.ni_paper_section(cfg, agg.filter(pl.col("model") == "edm_net"), papers, "p") is None

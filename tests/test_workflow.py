@@ -34,6 +34,8 @@ BAD = [
     ({"sampling": {"bogus_key": 1}}, "bogus_key"),                   # unknown key
     ({"datasets": {"toy2d": {"kind": "imagenet"}}}, "datasets.toy2d.kind"),  # unknown dataset kind
     ({"seed": -3}, "seed"),
+    ({"models": {"x": {"dataset": "toy2d", "source": {"kind": "edm"}}}}, "models.x.source"),  # edm needs a path
+    ({"ni": {"files": {"matrices": {"bad name!": "x.npz"}}}}, "ni.files.matrices"),        # not a file-name wildcard
 ]
 
 
@@ -80,6 +82,47 @@ def test_full_dag_dry_run(repo_root, params):
     out = r.stdout + r.stderr
     for rule in ["prepare", "train", "sample", "evaluate", "aggregate", "report"]:
         assert f"rule {rule}:" in out or f"\n{rule} " in out or f" {rule}\n" in out, f"rule {rule} not in DAG"
+    if params == "params/paper.yaml":
+        check_published_networks_dag(repo_root / params, out)
+
+
+def jobs(out: str, rule: str) -> list[dict]:
+    """Wildcards of every `rule` job in a dry-run listing."""
+    import re
+
+    found = re.findall(rf"^rule {rule}:\n(?:    .*\n)*?    wildcards: (.*)$", out, re.M)
+    return [dict(kv.split("=", 1) for kv in w.split(", ")) for w in found]
+
+
+def check_published_networks_dag(params, out: str):
+    """params/paper.yaml: the published CIFAR-10 networks are swept (GEO NFE 3-10, NI 5/10/15 + the stored NI
+    matrices as ni_file variants) and scored like any sampler, and never trained."""
+
+    cfg = yaml.safe_load(params.read_text())
+    imported = {m for m, spec in cfg["models"].items() if spec.get("source", {}).get("kind") in ("edm", "diffusers")}
+    assert {"edm_cifar10_vp", "baseline_cifar10_vp"} <= imported
+    sampled = {(j["model"], j["sampler"]) for j in jobs(out, "sample")}
+    assert {("edm_cifar10_vp", s) for s in ("euler", "ipndm", "dpmpp3m")} <= sampled
+    assert {("baseline_cifar10_vp", s) for s in ("ddim", "dpmpp2m", "deis")} <= sampled
+    files = cfg["ni"]["files"]["matrices"]
+    assert {(j["model"], j["name"]) for j in jobs(out, "ni_file")} == {("baseline_cifar10_vp", n) for n in files}
+    scored = {(j["model"], j["sampler"]) for j in jobs(out, "evaluate")}
+    assert {("baseline_cifar10_vp", f"ni_file_{n}") for n in files} <= scored
+    assert "cifar10" not in {j["model"] for j in jobs(out, "train")}  # the old trained CIFAR-10 UNet is gone
+    # the cells each published network is swept on (sampling.per_model): GEO NFE 3-10 on the recommended grid and
+    # GITS; NI 5/10/15 steps on the time-quadratic grid 1 -> 1e-3
+    from diffrepro import config
+    from diffrepro.samplers.sweep import model_sampling
+    from diffrepro.steps.sample import plan
+
+    full = config.load(params)
+    geo = {(c["grid"], c["nfe"]) for c in plan(model_sampling(full, "edm_cifar10_vp"), "ipndm")[0]}
+    assert geo == {(g, n) for g in ("edm", "gits") for n in range(3, 11)}
+    ni = {(c["grid"], c["nfe"]) for c in plan(model_sampling(full, "baseline_cifar10_vp"), "deis")[0]}
+    assert {("quadratic_t", n) for n in (5, 10, 15)} <= ni
+    assert imported <= {j["model"] for j in jobs(out, "import_model")}
+    trained = {j["model"] for j in jobs(out, "train")}
+    assert not trained & imported, f"published networks scheduled for training: {sorted(trained & imported)}"
 
 
 def test_lint_clean(repo_root):

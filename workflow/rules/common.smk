@@ -17,6 +17,8 @@ DIFFREPRO = str(_CLI_SCRIPT) if _CLI_SCRIPT.is_file() else f"{sys.executable} -m
 SECTIONS = []
 # Extra sweep samplers other areas produce in the sweep's file format (e.g. NI's ni_tuned); evaluated and aggregated.
 EXTRA_SAMPLERS = []
+# Extra metric files for sweep variants that only some sweep models have (e.g. NI's ni_file_<name>); aggregated too.
+EXTRA_METRIC_FILES = []
 
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
@@ -95,6 +97,8 @@ NI_CFG = config.get("ni", {})
 NI_SEARCH_MODELS = list(NI_CFG.get("search", {}).get("models", []))
 NI_SHARP_MODELS = list(NI_CFG.get("sharpness", {}).get("models", []))
 NI_CFG_MODEL = NI_CFG.get("cfg", {}).get("model")
+NI_FILES = dict((NI_CFG.get("files") or {}).get("matrices", {}))
+NI_FILE_MODELS = list((NI_CFG.get("files") or {}).get("models", [])) if NI_FILES else []
 
 
 def _ni_classifier(model):

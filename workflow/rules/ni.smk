@@ -4,6 +4,8 @@
 #   ni_search  (per ni.search.models)    tuned C vs baselines; results/samples/{model}/ni_tuned.{npz,json}
 #   ni_sharpness (per ni.sharpness.models) sharpness family; results/samples/{model}/ni_sharp.{npz,json}
 #   ni_cfg     (ni.cfg.model)        guidance scale × sampler on a class-conditional model
+#   ni_file    (per ni.files.models × ni.files.matrices) a stored matrix replayed on a model after the node check;
+#              results/samples/{model}/ni_file_{name}.{npz,json}
 # The sweep variants ni_tuned / ni_sharp join EXTRA_SAMPLERS when every sweep model has them.
 
 rule ni_matrices:
@@ -105,8 +107,43 @@ if NI_CFG_MODEL:
 
     SECTIONS.append("results/ni/cfg/section.json")
 
-# Sweep variants: evaluated and aggregated like any sampler once every sweep model has the file.
-if NI_SEARCH_MODELS and set(SWEEP_MODELS) <= set(NI_SEARCH_MODELS):
-    EXTRA_SAMPLERS.append("ni_tuned")
-if NI_SHARP_MODELS and set(SWEEP_MODELS) <= set(NI_SHARP_MODELS):
-    EXTRA_SAMPLERS.append("ni_sharp")
+if NI_FILE_MODELS:
+
+    rule ni_file:
+        input:
+            unpack(lambda wc: _ni_model_inputs(wc.model)),
+            # tracked when present; when absent the job stops at once with an error naming the file (a dry run of a
+            # fresh checkout still lists the DAG before the published files are copied in)
+            matrix=lambda wc: [NI_FILES[wc.name]] if Path(NI_FILES[wc.name]).exists() else [],
+        output:
+            section="results/ni/files/{model}/{name}/section.json",
+            npz="results/samples/{model}/ni_file_{name}.npz",
+            manifest="results/samples/{model}/ni_file_{name}.json",
+        wildcard_constraints:
+            model="|".join(NI_FILE_MODELS),
+            name="|".join(NI_FILES),
+        params:
+            cli=DIFFREPRO,
+            cfg=PARAMS,
+            h=section_hash("seed", "ni", "sampling"),
+        log:
+            "logs/ni_file/{model}/{name}.log",
+        benchmark:
+            "benchmarks/ni_file/{model}/{name}.tsv"
+        threads: 1
+        shell:
+            "{params.cli} ni study --params {params.cfg} --part file --model {wildcards.model} --name {wildcards.name} "
+            "--out-dir results/ni/files/{wildcards.model}/{wildcards.name} --threads {threads} 2> {log}"
+
+    SECTIONS.extend(expand("results/ni/files/{model}/{name}/section.json", model=NI_FILE_MODELS, name=NI_FILES))
+    # scored like any sampler, for the sweep models that have them
+    EXTRA_METRIC_FILES.extend(expand("results/metrics/{model}/ni_file_{name}.json",
+                                     model=[m for m in NI_FILE_MODELS if m in SWEEP_MODELS], name=NI_FILES))
+
+# Sweep variants: evaluated and aggregated like any sampler once every sweep model has the file; otherwise for the
+# sweep models that have it.
+for _variant, _models in (("ni_tuned", NI_SEARCH_MODELS), ("ni_sharp", NI_SHARP_MODELS)):
+    if _models and set(SWEEP_MODELS) <= set(_models):
+        EXTRA_SAMPLERS.append(_variant)
+    else:
+        EXTRA_METRIC_FILES.extend(f"results/metrics/{m}/{_variant}.json" for m in _models if m in SWEEP_MODELS)

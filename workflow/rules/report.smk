@@ -19,6 +19,7 @@ localrules:
 rule aggregate:
     input:
         expand("results/metrics/{model}/{sampler}.json", model=SWEEP_MODELS, sampler=SAMPLERS + EXTRA_SWEEP),
+        EXTRA_METRIC_FILES,
     output:
         rows="results/tables/metrics.parquet",
         rows_csv="results/tables/metrics.csv",

@@ -115,6 +115,9 @@ class NIMatrix:
                 C, B, nodes = (np.array(z[k], dtype=np.float64) for k in KEYS)
         except (OSError, ValueError) as exc:
             raise UserError(f"{path}: cannot read NI matrix ({exc})") from None
+        for key, arr in zip(KEYS, (C, B, nodes)):
+            if not np.all(np.isfinite(arr)):
+                raise UserError(f"{path}: {key} holds non-finite values (NaN or inf); expected finite coefficients")
         try:
             m = cls(C, B, nodes, {"source": str(path)})
         except ValueError as exc:
@@ -136,6 +139,45 @@ class NIMatrix:
             vals = [f"{v:.{decimals}f}" for v in M[k]] + [f"{extra[1][k]:.{decimals}f}"]
             lines.append(",".join([_fmt_t(self.times[k + 1]), *vals]))
         return write_text(path, "\n".join(lines) + "\n")
+
+
+NODE_ATOL = 1e-6  # |Δα|, |Δσ| allowed between a file's nodes and the model schedule (the paper's files: ≤ 1e-7)
+
+
+def check_nodes(matrix: NIMatrix, schedule, source: str, atol: float = NODE_ATOL) -> float:
+    """Refuse (UserError) a matrix whose nodes [τ, α, σ] are not those of `schedule` (NI spec claim 12).
+
+    A stored matrix is only meaningful for the schedule it was built on: its coefficients assume α(τ_k), σ(τ_k) at
+    the nodes where the model is evaluated. Checks, per node: α² + σ² = 1 (a VP matrix), the model schedule is VP
+    there, and |α_file − α(τ)|, |σ_file − σ(τ)| ≤ atol. Returns the largest node difference found.
+    """
+    t, a, s = matrix.times, matrix.alphas, matrix.sigmas
+    vp = np.abs(a * a + s * s - 1.0)
+    if vp.max() > atol:
+        k = int(vp.argmax())
+        raise UserError(f"{source}: node {k} (t = {t[k]:.6g}) has α² + σ² = {a[k] ** 2 + s[k] ** 2:.9g}, not 1: "
+                        f"not a variance-preserving matrix (tolerance {atol:g})")
+    lo, hi = 0.0, float(getattr(schedule, "t_upper", 1.0))
+    outside = np.nonzero((t < lo) | (t > hi))[0]
+    if len(outside):
+        k = int(outside[0])
+        raise UserError(f"{source}: node {k} has t = {t[k]:.6g}, outside the model schedule's domain [{lo:g}, {hi:g}] "
+                        f"({schedule.name})")
+    import torch
+
+    tt = torch.as_tensor(t, dtype=torch.float64)
+    ma, ms = (schedule.alpha(tt).numpy(), schedule.sigma(tt).numpy())
+    if not schedule.variance_preserving or np.abs(ma * ma + ms * ms - 1.0).max() > atol:
+        raise UserError(f"{source}: the model schedule '{schedule.name}' is not variance preserving at the file's "
+                        "nodes; NI files replay only on VP models")
+    diff = np.maximum(np.abs(a - ma), np.abs(s - ms))
+    bad = np.nonzero(diff > atol)[0]
+    if len(bad):
+        k = int(bad[0])
+        raise UserError(f"{source}: node {k} (t = {t[k]:.6g}) does not match the model schedule '{schedule.name}': "
+                        f"file α = {a[k]:.9g}, σ = {s[k]:.9g}; model α(t) = {ma[k]:.9g}, σ(t) = {ms[k]:.9g} "
+                        f"(tolerance {atol:g})")
+    return float(diff.max())
 
 
 def _fmt_t(t: float) -> str:

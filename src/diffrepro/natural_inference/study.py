@@ -12,7 +12,7 @@ import torch
 
 from ..samplers import get_sampler
 from .executor import execute
-from .matrix import NIMatrix
+from .matrix import NIMatrix, check_nodes
 from .search import marginal_exact, projection_gap, search
 from .sharpness import high_frequency_energy, nearest_train_distance, sharpen
 from .tracer import trace_sampler
@@ -61,15 +61,48 @@ def replay_difference(name: str, schedule, nfe: int, denoiser: Callable, eps0: t
     return float((native.double() - replay.double()).abs().max())
 
 
+# --- stored matrices replayed on a model (the paper's tuned CIFAR files) --------------------------------------------
+NAMED_GRIDS = ("quadratic_t", "uniform_t", "logsnr", "edm", "time_uniform")
+
+
+def grid_name_of(times: np.ndarray, schedule, atol: float = 1e-6) -> str:
+    """The named time grid (NAMED_GRIDS, default end points) whose n+1 points equal `times`, else "explicit"."""
+    from ..samplers import make_grid
+
+    for name in NAMED_GRIDS:
+        try:
+            g = make_grid(name, schedule, len(times) - 1).numpy()
+        except Exception:  # a grid the schedule cannot build (e.g. no σ range): not this one
+            continue
+        if g.shape == times.shape and np.abs(g - times).max() <= atol:
+            return name
+    return "explicit"
+
+
+def load_for_model(path, schedule) -> tuple[NIMatrix, dict]:
+    """A stored NI matrix checked against a model schedule: (matrix, facts for the report).
+
+    Refuses (UserError) bad keys/shapes/non-finite values (NIMatrix.load) and nodes off the model's schedule
+    (check_nodes, NI spec claim 12). Facts: n, node difference, grid name, max marginal errors, determinism.
+    """
+    m = NIMatrix.load(path)
+    node_err = check_nodes(m, schedule, str(path))
+    mg = m.marginals()
+    return m, {"n": m.n, "node_err": node_err, "grid": grid_name_of(m.times, schedule),
+               "signal_err": float(np.abs(mg["signal_err"]).max()), "noise_err": float(np.abs(mg["noise_err"]).max()),
+               "deterministic": m.deterministic, "min_c": float(m.C.min())}
+
+
 # --- tuned matrices versus baselines ----------------------------------------------------------------------------------
 def to_data(m: NIMatrix, x: torch.Tensor) -> torch.Tensor:
     return x / float(m.alphas[-1])
 
 
-def sample(m: NIMatrix, denoiser: Callable, eps0: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Data-space NI samples (x_n/α(τ_n)) in batches on the CPU, without gradients; deterministic matrices only."""
+def sample(m: NIMatrix, denoiser: Callable, eps0: torch.Tensor, batch_size: int = 1000, noise=None) -> torch.Tensor:
+    """Data-space NI samples (x_n/α(τ_n)) in batches on the CPU, without gradients; `noise` (a TorchNoise) is needed
+    only by matrices that inject fresh noise (B columns ≥ 1)."""
     with torch.no_grad():
-        return torch.cat([to_data(m, execute(m, denoiser, eps0[i:i + batch_size])).cpu()
+        return torch.cat([to_data(m, execute(m, denoiser, eps0[i:i + batch_size], noise)).cpu()
                           for i in range(0, len(eps0), batch_size)])
 
 

@@ -60,20 +60,37 @@ def resolve_paper_table(table: dict, papers: dict[str, dict]) -> dict:
     return {**full, **{k: v for k, v in table.items() if k not in ("rows", "columns", "paper_table")}}
 
 
-def beside_ours(ours: dict[tuple[str, int], dict], table: dict) -> list[list]:
-    """Rows `[sampler, NFE, ours, paper]` for every (sampler, NFE) we ran that the paper table also reports.
+def row_grid(table: dict, label: str) -> str:
+    """The grid the paper ran row `label` on, as a params grid name: `grid_of_row`, else the table's `grid`, else
+    `default` (each solver's recommended grid, GEO §3.1)."""
+    return table.get("grid_of_row", {}).get(label, table.get("grid", "default"))
 
-    `ours` maps (sampler, nfe) -> {"mean": .., "std": ..}. Matching uses the table's `sampler_of_row` and `nfe`.
+
+def beside_ours(ours: dict[tuple, dict], table: dict, resolve_grid=lambda grid, sampler: grid) -> list[list]:
+    """Rows `[sampler, NFE, ours, paper]` for every (sampler, grid, NFE) we ran that the paper table also reports.
+
+    `ours` maps (sampler, grid, nfe) -> {"mean": .., "std": ..}, grid as the sweep records it (`resolve_grid(name,
+    sampler)` turns the table's grid names into those, e.g. `default` into the sampler's recommended grid); keys
+    (sampler, nfe) stand for cells on the grid each row names. Matching uses the table's `sampler_of_row`, `nfe` and
+    `grid` / `grid_of_row`; a row on a grid other than the default is labelled `sampler (grid)`.
     """
     if "nfe" not in table or "sampler_of_row" not in table:
         return []
-    by_sampler = {}
+    wanted = {}
     for r in table["rows"]:
         names = table["sampler_of_row"].get(r[0], [])
+        grid = row_grid(table, r[0])
         for name in [names] if isinstance(names, str) else names:
-            by_sampler.setdefault(name, r[1:])
+            wanted.setdefault((name, resolve_grid(grid, name)), (grid, r[1:]))
     rows = []
-    for (sampler, nfe), value in sorted(ours.items()):
-        if sampler in by_sampler and nfe in table["nfe"]:
-            rows.append([sampler, nfe, value, by_sampler[sampler][table["nfe"].index(nfe)]])
+    for key, value in sorted(ours.items(), key=lambda kv: tuple(map(str, kv[0][:-1])) + (kv[0][-1],)):
+        sampler, nfe = key[0], key[-1]
+        if len(key) == 2:  # grid already chosen by the caller: the rows on the table's own grid
+            cells = [v for k, v in wanted.items() if k[0] == sampler and v[0] == table.get("grid", "default")]
+        else:
+            cells = [wanted[(sampler, key[1])]] if (sampler, key[1]) in wanted else []
+        for grid, values in cells:
+            if nfe in table["nfe"]:
+                label = sampler if grid == "default" else f"{sampler} ({resolve_grid(grid, sampler)})"
+                rows.append([label, nfe, value, values[table["nfe"].index(nfe)]])
     return rows

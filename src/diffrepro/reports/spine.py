@@ -149,33 +149,41 @@ def spine_section(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path, co
     return section, notes
 
 
-def paper_section(cfg: dict, agg: pl.DataFrame, papers: dict[str, dict], config_label: str) -> dict | None:
-    """GEO tables (full scale) beside our matching (sampler, NFE) cells: our first FID column per model."""
-    geo = {k: t for k, t in papers.items() if t["paper"] == "GEO"}
-    if not geo:
-        return None
-    grid = cfg["sampling"]["grids"][0]
-    tables, text = [], []
+def beside_tables(cfg: dict, agg: pl.DataFrame, tables: dict[str, dict]) -> list[dict]:
+    """Our first FID column per sweep model beside every matching (sampler, grid, NFE) cell of the paper tables."""
+    out = []
     for model in cfg["sampling"]["models"]:
         fids = [m for m in metrics_of(agg, model) if m.startswith("fid_")] if model in set(agg["model"]) else []
         if not fids:
             continue
-        # the published tables use each solver's recommended grid: `default` resolves per sampler (GEO §3.1)
-        sub = agg.filter(pl.col("model") == model).filter(
-            pl.struct("sampler", "grid").map_elements(lambda r: r["grid"] == sweep_grid(grid, r["sampler"]),
-                                                      return_dtype=pl.Boolean))
-        ours = {(r["sampler"], r["nfe"]): cell(r, fids[0]) for r in sub.iter_rows(named=True) if cell(r, fids[0])}
-        for key, table in geo.items():
-            rows = beside_ours(ours, table)
+        sub = agg.filter(pl.col("model") == model)
+        ours = {(r["sampler"], r["grid"], r["nfe"]): cell(r, fids[0]) for r in sub.iter_rows(named=True)
+                if cell(r, fids[0])}
+        source = Path(str(cfg["models"].get(model, {}).get("source", {}).get("path", ""))).name
+        for key, table in tables.items():
+            rows = beside_ours(ours, table, sweep_grid)
             if rows:
-                tables.append({"id": f"beside_{model}_{key.replace('/', '_')}", "source": "ours+paper",
-                               "caption": f"Ours ({model}, `{fids[0]}`, grid `{grid}`, scale "
-                                          f"{cfg.get('report', {}).get('scale', 'default')}) beside {table['title']} "
-                                          f"({table['metric']}, full scale).",
-                               "columns": ["sampler", "NFE", f"ours: {fids[0]}", "paper: FID (full scale)"],
-                               "rows": rows, "cites": source_line(table)})
-    text.append("Published numbers are full scale (50k samples, Inception features, EDM checkpoints); ours are "
-                "small-scale runs in a different feature space. Compare trends across samplers and NFE, not values.")
+                own = bool(table.get("network")) and table.get("network") == source
+                out.append({"id": f"beside_{model}_{key.replace('/', '_')}", "source": "ours+paper",
+                            "caption": f"Ours ({model}, `{fids[0]}`, scale "
+                                       f"{cfg.get('report', {}).get('scale', 'default')}"
+                                       + (", the paper's own network" if own else "") + f") beside {table['title']} "
+                                       f"({table['metric']}, full scale); grids as the paper ran each row "
+                                       "(default = each solver's recommended grid).",
+                            "columns": ["sampler", "NFE", f"ours: {fids[0]}", "paper: FID (full scale)"],
+                            "rows": rows, "cites": source_line(table)})
+    return out
+
+
+def paper_section(cfg: dict, agg: pl.DataFrame, papers: dict[str, dict], config_label: str) -> dict | None:
+    """GEO tables (full scale) beside our matching (sampler, grid, NFE) cells: our first FID column per model."""
+    geo = {k: t for k, t in papers.items() if t["paper"] == "GEO"}
+    if not geo:
+        return None
+    tables, text = beside_tables(cfg, agg, geo), []
+    text.append("Published numbers are full scale (50k samples, Inception features, EDM checkpoints). Where our row "
+                "is the paper's own network with the EDM FID protocol the values are directly comparable; otherwise "
+                "ours are small-scale runs in a different feature space: compare trends across samplers and NFE.")
     if not tables:
         text.append("None of our (sampler, NFE) cells matches a published cell, so only the published tables follow.")
     tables += [as_section_table(k, t) for k, t in geo.items()]
@@ -183,3 +191,19 @@ def paper_section(cfg: dict, agg: pl.DataFrame, papers: dict[str, dict], config_
             "reproduces": "diff-solvers README FID tables; GITS (ICML 2024) FID table",
             "scale": "full scale (published) and ours", "config": config_label, "text": text, "tables": tables,
             "figures": [], "notes": []}
+
+
+def ni_paper_section(cfg: dict, agg: pl.DataFrame, papers: dict[str, dict], config_label: str) -> dict | None:
+    """NI's published CIFAR-10 FIDs beside our matching cells; None when no cell matches (the NI study sections
+    already show the published table)."""
+    ni = {k: t for k, t in papers.items() if t["paper"] == "NI" and "sampler_of_row" in t}
+    tables = beside_tables(cfg, agg, ni)
+    if not tables:
+        return None
+    text = ["NaturalDiffusion's FIDs (ScoreSDE VP DDPM++ on CIFAR-10, pytorch-fid, 50k samples, time-quadratic grid "
+            "1 → 1e-3) beside ours on the same (sampler, NFE). Only rows run on that network with an Inception FID "
+            "against CIFAR-10 statistics are comparable in value."]
+    return {"id": "ni_published", "order": 30, "paper": "NI", "title": "Published NI CIFAR-10 numbers beside ours",
+            "reproduces": "NaturalDiffusion results/FID tables (NI §5.4 baselines)",
+            "scale": "full scale (published) and ours", "config": config_label, "text": text,
+            "tables": tables + [as_section_table(k, t) for k, t in ni.items()], "figures": [], "notes": []}

@@ -7,6 +7,8 @@
   sharpness  truncated-window / boosted-last-weight family: sharpness proxies against the weight; writes
              results/samples/<model>/ni_sharp.{npz,json}
   cfg        guidance scale × sampler on a class-conditional model and the exact conditional optimal denoiser
+  file       a stored matrix in the paper repository's layout (ni.files.matrices.<name>), nodes checked against the
+             model's schedule, replayed as the sweep variant results/samples/<model>/ni_file_<name>.{npz,json}
 
 Example: diffrepro ni study --params params/default.yaml --part matrices --out-dir results/ni/matrices
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from . import add_params_arg, section
 
-PARTS = ("matrices", "search", "sharpness", "cfg")
+PARTS = ("matrices", "search", "sharpness", "cfg", "file")
 
 
 def configure(parser):
@@ -26,7 +28,8 @@ def configure(parser):
     parser.add_argument("--out-dir", required=True, help="folder for the part's section.json, figures and matrices")
     parser.add_argument("--results", default="results", help="root of results/{data,models,classifiers,samples}")
     parser.add_argument("--tuned-dir", default="results/ni/search", help="folder of <model>/ni_tuned_nfeN.npz")
-    parser.add_argument("--model", default=None, help="search/sharpness: one of ni.<part>.models")
+    parser.add_argument("--model", default=None, help="search/sharpness/file: one of ni.<part>.models")
+    parser.add_argument("--name", default=None, help="file: a key of ni.files.matrices (the stored matrix to replay)")
     parser.add_argument("--threads", type=int, default=None)
 
 
@@ -109,9 +112,11 @@ def _write_sweep(cfg, args, model: str, variant: str, cells: list[tuple[str, int
                  device="cpu"):
     """results/samples/<model>/<variant>.{npz,json} in the sampling step's format, same initial noises per seed."""
     import numpy as np
+    import torch
 
     from .. import io
     from ..natural_inference.study import sample
+    from ..samplers import TorchNoise
     from ..samplers.sweep import initial_noise, model_sampling, noise_seed
 
     sweep = model_sampling(cfg, model)  # the same sample counts and seeds as the model's other sweep cells
@@ -120,7 +125,8 @@ def _write_sweep(cfg, args, model: str, variant: str, cells: list[tuple[str, int
         for seed in sweep["seeds"]:
             eps = initial_noise((sweep["n_samples"], *shape), cfg["seed"], seed).to(device)
             t0 = time.perf_counter()
-            x = sample(m, denoiser, eps, sweep.get("batch_size", 1000))
+            noise = None if m.deterministic else TorchNoise(torch.Generator().manual_seed(noise_seed(cfg["seed"], seed)))
+            x = sample(m, denoiser, eps, sweep.get("batch_size", 1000), noise)
             key = f"{grid}/nfe{nfe}/seed{seed}"
             arrays[key] = x.float().numpy()
             records.append({"key": key, "grid": grid, "nfe": nfe, "nfe_measured": m.n, "seed": seed,
@@ -455,6 +461,43 @@ def part_cfg(cfg, args, out: Path) -> dict:
     return sec
 
 
+def part_file(cfg, args, out: Path) -> dict:
+    from ..errors import UserError
+    from ..natural_inference.study import load_for_model
+
+    files = file_matrices(cfg)
+    if args.name not in files:
+        raise UserError(f"{args.params}: --name {args.name!r} is not a key of ni.files.matrices {sorted(files)}")
+    name, path = args.model, files[args.name]
+    if not Path(path).is_file():
+        raise UserError(f"ni.files.matrices.{args.name}: matrix file {path} not found (a .npz with past_xstart_coeff, "
+                        "past_epsilon_coeff, node_coeff; the paper's tuned CIFAR-10 matrices are published in the "
+                        "NaturalDiffusion repository as weights/step_<n>_weight_<k>.npz)")
+    variant = f"ni_file_{args.name}"
+    model = _model(cfg, args, name, "files")
+    m, facts = load_for_model(path, model.schedule)
+    sec = _section(cfg, args, f"ni_file_{name}_{args.name}", 27, f"Stored NI matrix '{args.name}' replayed on "
+                   f"'{name}'", "NI §5.4 (the paper's tuned CIFAR-10 matrices as sampler variants)")
+    sec["tables"].append({"id": f"ni_file_{name}_{args.name}", "caption": f"Matrix file {path} checked against the "
+                          f"schedule of model '{name}' and replayed as sweep variant `{variant}`.",
+                          "columns": ["matrix", "NFE", "grid", "max node |Δα|, |Δσ|", "max |ΣC−α|", "max |‖B‖−σ|",
+                                      "min C", "B"],
+                          "rows": [[args.name, facts["n"], facts["grid"], f"{facts['node_err']:.1e}",
+                                    f"{facts['signal_err']:.1e}", f"{facts['noise_err']:.1e}", _fmt(facts["min_c"]),
+                                    "column 0" if facts["deterministic"] else "dense"]]})
+    sec["text"].append(f"The {facts['n'] + 1} nodes [t, α, σ] of {path} equal the model schedule's α(t), σ(t) to "
+                       f"{facts['node_err']:.1e} (refused above 1e-6); its rows sum to α(τ_{{k+1}}) to "
+                       f"{facts['signal_err']:.1e}. Its samples are scored like any sampler (`{variant}`).")
+    sec["sweep_file"] = _write_sweep(cfg, args, name, variant, [(facts["grid"], m.n, m)], model.denoiser(),
+                                     tuple(model.data_shape), model.device)
+    return sec
+
+
+def file_matrices(cfg) -> dict:
+    """ni.files.matrices (name -> path); {} when the block is absent."""
+    return dict((cfg["ni"].get("files") or {}).get("matrices", {}))
+
+
 def tuned_source(cfg) -> str:
     """The search model whose tuned matrices the CFG part uses."""
     from ..errors import UserError
@@ -499,11 +542,14 @@ def run(args):
     part = args.part
     if part == "cfg" and not cfg["ni"]["cfg"]["model"]:
         raise UserError(f"{args.params}: ni.cfg.model is null; this part is switched off")
-    if part in ("search", "sharpness") and args.model not in cfg["ni"][part]["models"]:
-        raise UserError(f"{args.params}: --model {args.model} is not in ni.{part}.models {cfg['ni'][part]['models']}")
+    key = {"file": "files"}.get(part, part)
+    allowed = (cfg["ni"].get(key) or {}).get("models", [])
+    if part in ("search", "sharpness", "file") and args.model not in allowed:
+        raise UserError(f"{args.params}: --model {args.model} is not in ni.{key}.models {allowed}")
     out = ensure_writable_dir(args.out_dir)
     start = time.perf_counter()
-    sec = {"matrices": part_matrices, "search": part_search, "sharpness": part_sharpness, "cfg": part_cfg}[part](
+    sec = {"matrices": part_matrices, "search": part_search, "sharpness": part_sharpness, "cfg": part_cfg,
+           "file": part_file}[part](
         cfg, args, out)
     sec["wall_s"] = time.perf_counter() - start
     dest = out / "section.json"

@@ -32,7 +32,8 @@ def run(args):
     extra, missing = sections.load_sections(sections.find_section_files(args.sections), papers)
     for sec in extra:  # every section of one run comes from the same params: name the file the user gave
         sec["config"] = label
-    built = [spine_sec] + [s for s in [spine.paper_section(cfg, agg, papers, label)] if s]
+    built = [spine_sec] + [s for s in [spine.paper_section(cfg, agg, papers, label),
+                                       spine.ni_paper_section(cfg, agg, papers, label)] if s]
     context = {
         "title": cfg.get("report", {}).get("title", "diffrepro reproduction report"),
         "params_file": label, "scale": cfg.get("report", {}).get("scale", "default"),
