@@ -1,5 +1,5 @@
 # owned by the train area; see docs/DEVELOPING.md
-# train: one job per model in config["models"] -> results/models/{model}/model.pt (+ train.json).
+# train: one job per trained model (TRAINED_MODELS) -> results/models/{model}/model.pt (+ train.json).
 # params.h reruns a model when its spec, its dataset's spec or the master seed changes. Checkpoints in
 # results/models/{model}/ckpt/ are deliberately not outputs: Snakemake keeps them when a job dies, and the rerun
 # resumes from the newest one (bit-identical to an uninterrupted run).
