@@ -11,6 +11,7 @@ rule ni_matrices:
         section="results/ni/matrices/section.json",
     params:
         cli=DIFFREPRO,
+        code=step_code("ni_study"),
         cfg=PARAMS,
         h=section_hash("seed", "ni"),
     log:
@@ -40,6 +41,7 @@ if NI_SEARCH_MODELS:
             model="|".join(NI_SEARCH_MODELS),
         params:
             cli=DIFFREPRO,
+            code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
         log:
@@ -66,6 +68,7 @@ if NI_SHARP_MODELS:
             model="|".join(NI_SHARP_MODELS),
         params:
             cli=DIFFREPRO,
+            code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
         log:
@@ -93,6 +96,7 @@ if NI_CFG_MODEL:
             section="results/ni/cfg/section.json",
         params:
             cli=DIFFREPRO,
+            code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni"),
         log:

@@ -16,6 +16,7 @@ rule train:
         h=lambda wc: config_hash([config["seed"], config["models"][wc.model],
                                      config["datasets"][dataset_of(wc.model)]]),
         cli=DIFFREPRO,
+        code=step_code("train"),
         cfg=PARAMS,
     log:
         "logs/train/{model}.log",
