@@ -8,7 +8,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.diffrepro-installed
-PARAMS ?= params/default.yaml
+# The params file DVC runs and versions is named in params/run.yaml; PARAMS= on the command line selects another.
+SELECTED_PARAMS := $(shell sed -n 's/^params_file: *//p' params/run.yaml)
+PARAMS ?= $(SELECTED_PARAMS)
 # Compute profile used by every Snakemake call, also inside `dvc repro` (local or workflow/profiles/slurm).
 export SNAKEMAKE_PROFILE ?= workflow/profiles/local
 export PATH := $(abspath $(VENV))/bin:$(PATH)
@@ -25,7 +27,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[slurm,dev,published]'
 	@touch $@
 
+# make reproduce PARAMS=params/X.yaml selects X in params/run.yaml (commit it with the results), then runs DVC.
 reproduce: $(STAMP)
+	@if [ "$(PARAMS)" != "$(SELECTED_PARAMS)" ]; then \
+	  diffrepro validate --params $(PARAMS) --quiet && \
+	  sed -i 's#^params_file: .*#params_file: $(PARAMS)#' params/run.yaml && \
+	  echo "params/run.yaml now selects $(PARAMS)"; \
+	fi
 	@start=$$(date +%s); \
 	dvc repro && \
 	end=$$(date +%s) && \

@@ -1,15 +1,18 @@
 # diffrepro workflow entry point. Orchestration only: every rule calls `diffrepro <step>` (src/diffrepro/steps/).
-#   snakemake --profile workflow/profiles/local                       (params/default.yaml)
+#   snakemake --profile workflow/profiles/local                       (the params file named in params/run.yaml)
 #   snakemake --profile workflow/profiles/local --configfile params/smoke.yaml
 from snakemake.utils import min_version, validate
+
+from diffrepro.config import selected_params_file
 
 min_version("9.19")
 
 
-# params/default.yaml unless a params file is given (`--configfile params/X.yaml`); never merged with the default.
+# The params file selected in params/run.yaml (what DVC versions; params/default.yaml in a fresh clone) unless one is
+# given (`--configfile params/X.yaml`); never merged with another.
 if not config:
 
-    configfile: "params/default.yaml"
+    configfile: selected_params_file()
 
 
 validate(config, "workflow/schemas/params.schema.yaml")

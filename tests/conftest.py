@@ -71,16 +71,24 @@ def run_snakemake(workdir: Path, *args, timeout: int = 900):
                           env=run_env(), timeout=timeout)
 
 
+def select_params(repo: Path, params_file: str) -> None:
+    """Point params/run.yaml (what dvc repro runs and versions) at `params_file`, as `make reproduce PARAMS=` does."""
+    import re
+
+    path = repo / "params/run.yaml"
+    path.write_text(re.sub(r"(?m)^params_file: .*$", f"params_file: {params_file}", path.read_text()))
+
+
 @pytest.fixture(scope="session")
 def smoke_workspace(tmp_path_factory) -> Path:
     """The whole chain on params/smoke.yaml, once per test session, the way `make reproduce` runs it: `dvc repro`
-    (DVC stages calling real Snakemake) in a git copy of the checkout whose params/default.yaml is the smoke config.
+    (DVC stages calling real Snakemake) in a git copy of the checkout whose params/run.yaml selects params/smoke.yaml.
     Committed and tagged `v1`, so the versioning tests continue from it."""
     import shutil
     import subprocess
 
     ws = copy_worktree(ROOT, tmp_path_factory.mktemp("smoke") / "repo")
-    shutil.copy(ws / "params/smoke.yaml", ws / "params/default.yaml")
+    select_params(ws, "params/smoke.yaml")
     git_init_commit(ws, "v1 params (smoke)")
     r = subprocess.run([PY, "-m", "dvc", "repro"], cwd=ws, capture_output=True, text=True, env=run_env(), timeout=1200)
     if r.returncode != 0:

@@ -56,6 +56,6 @@ def test_every_rule_left_a_benchmark_and_log(smoke_workspace):
 def test_rerun_is_a_no_op(smoke_workspace):
     from conftest import run_snakemake
 
-    r = run_snakemake(smoke_workspace, "-n")  # params/default.yaml holds the smoke config here
+    r = run_snakemake(smoke_workspace, "-n")  # params/run.yaml selects the smoke config here
     assert r.returncode == 0
     assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:]

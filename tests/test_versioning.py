@@ -28,7 +28,7 @@ def dvc(cwd, *args, **kw):
 def set_ddim_eta(repo: Path, eta: float) -> None:
     import yaml
 
-    path = repo / "params/default.yaml"
+    path = repo / "params/smoke.yaml"  # the file params/run.yaml selects in the smoke workspace
     cfg = yaml.safe_load(path.read_text())
     cfg["sampling"].setdefault("sampler_options", {}).setdefault("ddim", {})["eta"] = eta
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -97,7 +97,7 @@ def test_compare_shows_exactly_the_change(versions):
     out = run_compare(repo, "v1", "v2")
     assert out.returncode == 0, out.stderr
     md = (repo / "reports/compare/v1_vs_v2.md").read_text()
-    changed = re.findall(r"^\| params/default.yaml \| `([^`]+)` \|", md, flags=re.M)
+    changed = re.findall(r"^\| params/smoke.yaml \| `([^`]+)` \|", md, flags=re.M)
     assert changed == ["sampling.sampler_options.ddim.eta"], changed
     rows = delta_rows(md)
     assert {r[2] for r in rows} >= {"ddim", "ddpm"}

@@ -17,6 +17,7 @@ from .errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
+RUN_SELECTION = Path("params/run.yaml")  # names the params file `dvc repro` runs and versions (dvc.yaml `vars`)
 
 
 def load_schema() -> dict:
@@ -74,6 +75,18 @@ def check_cross_references(cfg: dict, source: str) -> None:
     for i, name in enumerate(cfg.get("sampling", {}).get("models", [])):
         if name not in models:
             raise UserError(f"{source}: sampling.models[{i}] = '{name}' is not a key of 'models' (known: {sorted(models)})")
+
+
+def selected_params_file(selection: str | Path = RUN_SELECTION) -> str:
+    """The params file named by `params_file:` in params/run.yaml (relative to the working directory)."""
+    selection = Path(selection)
+    try:
+        chosen = (yaml.safe_load(selection.read_text()) or {}).get("params_file")
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{selection}: cannot read the selected params file ({exc})") from None
+    if not isinstance(chosen, str) or not Path(chosen).is_file():
+        raise UserError(f"{selection}: params_file = {chosen!r} is not a params file (e.g. params/default.yaml)")
+    return chosen
 
 
 def load(path: str | Path, overrides: dict | None = None) -> dict:

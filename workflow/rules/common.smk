@@ -64,6 +64,14 @@ def _write_resolved_params():
 _write_resolved_params()
 
 
+def step_code(step):
+    """Hash of the code the CLI step `diffrepro.steps.<step>` can import: in `params:`, a code change reruns the job
+    (Snakemake's own code trigger sees only the shell line). Derived from the imports, never hand-kept."""
+    from diffrepro.codedeps import code_hash
+
+    return code_hash(f"diffrepro.steps.{step}")
+
+
 def section_hash(*keys):
     """Hash of the config sections a job depends on: put it in `params:` so Snakemake reruns on a change."""
     from diffrepro.config import config_hash

@@ -11,6 +11,7 @@ rule prepare:
     params:
         h=lambda wc: config_hash([config["seed"], config["datasets"][wc.dataset]]),
         cli=DIFFREPRO,
+        code=step_code("prepare"),
         cfg=PARAMS,
     log:
         "logs/prepare/{dataset}.log",

@@ -16,6 +16,7 @@ rule mdm_train:
         "benchmarks/mdm_train/{dataset}/{diffusion}/seed{seed}.tsv"
     params:
         cli=DIFFREPRO,
+        code=step_code("mdm_train"),
         cfg=PARAMS,
         h=mdm_hash,
     threads: 1
@@ -40,6 +41,7 @@ rule mdm_evaluate:
         "benchmarks/mdm_evaluate/{dataset}.tsv"
     params:
         cli=DIFFREPRO,
+        code=step_code("mdm_evaluate"),
         cfg=PARAMS,
         h=mdm_hash,
         hm=section_hash("metrics"),

@@ -21,6 +21,7 @@ rule train_classifier:
             [config["seed"], config.get("classifier", {}).get(wc.dataset), config["datasets"][wc.dataset]]
         ),
         cli=DIFFREPRO,
+        code=step_code("train_classifier"),
         cfg=PARAMS,
     log:
         "logs/train_classifier/{dataset}.log",
@@ -41,6 +42,7 @@ rule reference_stats:
         h=section_hash("seed", "metrics"),
         clf=CLASSIFIER_FLAG,
         cli=DIFFREPRO,
+        code=step_code("reference_stats"),
         cfg=PARAMS,
     log:
         "logs/reference_stats/{dataset}.log",
@@ -73,6 +75,7 @@ rule evaluate:
         h=section_hash("seed", "metrics"),
         clf=CLASSIFIER_FLAG,
         cli=DIFFREPRO,
+        code=step_code("evaluate"),
         cfg=PARAMS,
     log:
         "logs/evaluate/{model}/{sampler}.log",

@@ -13,6 +13,7 @@ rule ni_matrices:
         section="results/ni/matrices/section.json",
     params:
         cli=DIFFREPRO,
+        code=step_code("ni_study"),
         cfg=PARAMS,
         h=section_hash("seed", "ni"),
     log:
@@ -42,6 +43,7 @@ if NI_SEARCH_MODELS:
             model="|".join(NI_SEARCH_MODELS),
         params:
             cli=DIFFREPRO,
+            code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
         log:
@@ -68,6 +70,7 @@ if NI_SHARP_MODELS:
             model="|".join(NI_SHARP_MODELS),
         params:
             cli=DIFFREPRO,
+            code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
         log:
@@ -95,6 +98,7 @@ if NI_CFG_MODEL:
             section="results/ni/cfg/section.json",
         params:
             cli=DIFFREPRO,
+            code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni"),
         log:
@@ -124,6 +128,7 @@ if NI_FILE_MODELS:
             name="|".join(NI_FILES),
         params:
             cli=DIFFREPRO,
+            code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
         log:

@@ -29,6 +29,7 @@ rule aggregate:
     params:
         h=section_hash("sampling", "metrics"),
         cli=DIFFREPRO,
+        code=step_code("aggregate"),
         cfg=PARAMS,
     log:
         "logs/aggregate/aggregate.log",
@@ -53,6 +54,7 @@ rule report:
         h=section_hash("report"),
         label=CONFIG_LABEL,
         cli=DIFFREPRO,
+        code=step_code("report"),
         cfg=PARAMS,
     log:
         "logs/report/report.log",

@@ -18,6 +18,7 @@ rule sample:
         manifest="results/samples/{model}/{sampler}.json",
     params:
         cli=DIFFREPRO,
+        code=step_code("sample"),
         cfg=PARAMS,
         h=section_hash("seed", "runtime", "sampling"),
     log:
@@ -38,6 +39,7 @@ rule reference:
         manifest="results/samples/{model}/_reference.json",
     params:
         cli=DIFFREPRO,
+        code=step_code("sample"),
         cfg=PARAMS,
         h=section_hash("seed", "runtime", "sampling"),
     log:

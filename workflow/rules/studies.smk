@@ -14,6 +14,7 @@ if DEGRADATION.get("enabled", True):
             figure=f"{DEGRADATION_DIR}/critical_t.png",
         params:
             cli=DIFFREPRO,
+            code=step_code("study_degradation"),
             cfg=PARAMS,
             h=config_hash({k: config.get(k) for k in ("seed", "report")} | {"degradation": DEGRADATION}),
             args=_degradation_args(),
@@ -42,6 +43,7 @@ if GEOMETRY.get("enabled", True) and GEOMETRY.get("model"):
             trajectories=f"{GEOMETRY_DIR}/trajectories.npz",
         params:
             cli=DIFFREPRO,
+            code=step_code("study_geometry"),
             cfg=PARAMS,
             h=config_hash({k: config.get(k) for k in ("seed", "report")} | {"geometry": GEOMETRY}),
             model=GEOMETRY["model"],

@@ -18,6 +18,7 @@ rule train:
         h=lambda wc: config_hash([config["seed"], config["models"][wc.model],
                                      config["datasets"][dataset_of(wc.model)]]),
         cli=DIFFREPRO,
+        code=step_code("train"),
         cfg=PARAMS,
     log:
         "logs/train/{model}.log",
@@ -42,6 +43,7 @@ rule import_model:
     params:
         h=lambda wc: config_hash(config["models"][wc.model]),
         cli=DIFFREPRO,
+        code=step_code("import_model"),
         cfg=PARAMS,
     log:
         "logs/import_model/{model}.log",
