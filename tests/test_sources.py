@@ -227,14 +227,21 @@ def test_edm_pickles_load_without_torch_utils_and_sample_like_edm(tmp_path):
         assert res["euler_float32"] <= 1e-5 * res["scale"] and res["heun_float32"] <= 1e-5 * res["scale"], res
 
 
-def test_changed_checkpoint_is_refused(tmp_path):
+def test_import_model_step_and_changed_checkpoint_is_refused(tmp_path):
     from diffrepro import sources
+    from diffrepro.cli import main
 
     pkl = tmp_path / "edm-test.pkl"
     build_network_pickle(pkl, "EDMPrecond")
-    out = tmp_path / "model.pt"
-    torch.save(sources.make_descriptor("m", {"dataset": "d", "source": {"kind": "edm", "path": str(pkl)}}), out)
-    assert sources.load_model(out).kind == "edm"
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump(_smoke_with({"dataset": "digits", "source": {"kind": "edm", "path": str(pkl)}})))
+    out = tmp_path / "models" / "published" / "model.pt"
+    assert main(["import-model", "--params", str(params), "--model", "published", "--out", str(out)]) == 0
+    blob = torch.load(out, weights_only=True)  # a descriptor: no weights
+    assert blob["source"] == {"kind": "edm", "path": str(pkl), "ema_key": "ema"} and blob["dataset"] == "digits"
+    assert not any(isinstance(v, torch.Tensor) for v in blob.values())
+    model = sources.load_model(out)
+    assert model.kind == "edm" and model.info["dataset"] == "digits" and model.schedule.name == "edm"
     pkl.write_bytes(pkl.read_bytes() + b"\0")
     with pytest.raises(UserError, match=r"edm-test\.pkl changed since it was imported"):
         sources.load_model(out)
