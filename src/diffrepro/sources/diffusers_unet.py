@@ -120,7 +120,7 @@ def open_source(source: dict, device):
     if pred not in PREDICTION_TYPES:
         raise UserError(f"{sched_file}: prediction_type '{pred}' is not supported ({sorted(PREDICTION_TYPES)})")
     parameterisation = PREDICTION_TYPES[pred]
-    unet = diffusers.UNet2DModel.from_pretrained(str(unet_dir), local_files_only=True)
+    unet = diffusers.UNet2DModel.from_pretrained(str(unet_dir), local_files_only=True, low_cpu_mem_usage=False)
     unet = unet.to(device).eval().requires_grad_(False)
     c = unet.config
     size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]

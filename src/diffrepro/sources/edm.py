@@ -213,10 +213,19 @@ def shims_installed():
         sys.modules.update(saved)
 
 
+def _storage_on_cpu(data: bytes):
+    """Tensor storages of a plain pickle, restored on the CPU whatever device they were saved from."""
+    import io
+
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+
+
 class RecordUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) == ("torch_utils.persistence", "_reconstruct_persistent_obj"):
             return reconstruct_record
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return _storage_on_cpu
         return super().find_class(module, name)
 
 

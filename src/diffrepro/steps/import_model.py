@@ -9,7 +9,8 @@ from . import add_params_arg, section
 
 def configure(parser):
     add_params_arg(parser)
-    parser.add_argument("--model", required=True, help="a key of the params file's `models` section (source edm/diffusers)")
+    parser.add_argument("--model", required=True,
+                        help="a key of the params file's `models` section whose source is edm or diffusers")
     parser.add_argument("--out", required=True, help="results/models/M/model.pt")
 
 
