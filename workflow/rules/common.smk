@@ -6,9 +6,13 @@ from pathlib import Path
 
 # The params file the run was configured with: passed to every CLI call so the CLI validates the same config.
 # Snakemake merges --configfile into `config`; we re-serialise the merged config so `--config` overrides count too.
-PARAMS = ".snakemake/diffrepro/params.resolved.yaml"
+# The copy is content-addressed (params-<sha256 of its text>.yaml), written once and never rewritten: a parse of
+# another params file (a dry run, --lint) during a run writes its own copy and cannot change the jobs of this run.
+# The CLI checks the name against the content. PARAMS is not a plain string on purpose: Snakemake records only plain
+# params values as rerun triggers, so the whole-config hash in the path does not rerun every job on every change
+# (each rule's `params: h=` section hash decides that).
 # The params file(s) as the user named them (relative, so the same run gives the same job params in any checkout).
-CONFIG_LABEL = ",".join(os.path.relpath(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)) or PARAMS
+CONFIG_LABEL = ",".join(os.path.relpath(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)) or "config"
 # The CLI of the environment running Snakemake. Its console script, when present, names it the same way whether
 # Snakemake was started as python, python3 or through its own script, so job params (and reruns) do not depend on it.
 _CLI_SCRIPT = Path(sys.executable).parent / "diffrepro"
@@ -17,6 +21,14 @@ DIFFREPRO = str(_CLI_SCRIPT) if _CLI_SCRIPT.is_file() else f"{sys.executable} -m
 SECTIONS = []
 # Extra sweep samplers other areas produce in the sweep's file format (e.g. NI's ni_tuned); evaluated and aggregated.
 EXTRA_SAMPLERS = []
+
+# What the schema cannot express (finite numbers, bounds, cross-references, sampler options, duplicate YAML keys):
+# refused here at parse time, before any job starts (diffrepro.validation).
+from diffrepro.config import check_semantics as _check_semantics, read_yaml as _read_yaml
+
+for _configfile in workflow.overwrite_configfiles or workflow.configfiles:
+    _read_yaml(_configfile)
+_check_semantics(config, CONFIG_LABEL)
 
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
@@ -28,22 +40,25 @@ def dataset_of(model):
     return config["models"][model]["dataset"]
 
 
+class _RunParams:
+    """The path of this run's resolved params file, formatted into shell commands as `{params.cfg}`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __str__(self):
+        return self.path
+
+
 def _write_resolved_params():
     import yaml
+    from diffrepro.config import write_resolved_params
 
     text = yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
-    path = Path(PARAMS)
-    if not path.exists() or path.read_text() != text:  # rewrite only on change: keeps mtimes stable
-        import tempfile
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # unique: SLURM jobs re-parse concurrently
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+    return _RunParams(write_resolved_params(text, ".snakemake/diffrepro"))
 
 
-_write_resolved_params()
+PARAMS = _write_resolved_params()
 
 
 def section_hash(*keys):

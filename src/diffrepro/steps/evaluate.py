@@ -138,11 +138,10 @@ def run(args) -> int:
         raise UserError(f"{args.refstats} holds reference statistics of '{refstats['dataset']}', but model "
                         f"{args.model} samples dataset '{dataset}'")
     scorer = CellScorer(cfg, dataset, refstats, args.classifier)
-    for path in (args.samples, args.reference):
-        if not Path(path).is_file():
-            raise UserError(f"missing input file: {path}")
-    with np.load(args.samples, allow_pickle=False) as samples, np.load(args.reference, allow_pickle=False) as ref:
-        rows = evaluate(cfg, args.model, args.sampler, manifest, samples, ref, scorer)
+    # samples of a diverging cell may hold inf/NaN (scored as such, written as null); the reference must be finite
+    samples = io.read_npz(args.samples, "sample file", finite=False)
+    ref = io.read_npz(args.reference, "reference file")
+    rows = evaluate(cfg, args.model, args.sampler, manifest, samples, ref, scorer)
     io.write_json(args.out, rows)
     io.write_provenance(args.out, cfg["metrics"], seed=cfg["seed"], model=args.model, sampler=args.sampler,
                         dataset=dataset, feature_space=refstats["feature_space"], cells=len(rows), notes=scorer.notes,
