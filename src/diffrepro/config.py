@@ -20,10 +20,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
 
 
+# libyaml's parser when present (the schema parses ~10× faster than with the pure-Python one)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCHEMA_CACHE: dict = {}
+
+
 def load_schema() -> dict:
     if not SCHEMA_PATH.exists():
         raise UserError(f"params schema not found at {SCHEMA_PATH} (diffrepro must run from its repository checkout)")
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    stamp = SCHEMA_PATH.stat().st_mtime_ns
+    if _SCHEMA_CACHE.get("stamp") != stamp:
+        _SCHEMA_CACHE.update(stamp=stamp, schema=yaml.load(SCHEMA_PATH.read_text(), Loader=_BaseLoader))
+    return copy.deepcopy(_SCHEMA_CACHE["schema"])
 
 
 def _key_path(err) -> str:
@@ -78,7 +86,7 @@ def check_cross_references(cfg: dict, source: str) -> None:
     check(cfg, source)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(_BaseLoader):
     """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
 
     def construct_mapping(self, node, deep=False):

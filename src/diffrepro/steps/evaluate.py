@@ -98,12 +98,13 @@ def evaluate(cfg: dict, model: str, sampler: str, manifest: dict, samples, refer
 
     dataset = cfg["models"][model]["dataset"]
     rows = []
+    sample_keys, ref_keys = list(getattr(samples, "files", samples)), list(getattr(reference, "files", reference))
     for cell in manifest["cells"]:
         key, ref_key = cell["key"], f"seed{cell['seed']}"
-        if key not in samples.files:
+        if key not in sample_keys:
             raise UserError(f"sample file lacks the cell '{key}' listed in its manifest")
-        if ref_key not in reference.files:
-            raise UserError(f"reference file lacks '{ref_key}' (has {sorted(reference.files)})")
+        if ref_key not in ref_keys:
+            raise UserError(f"reference file lacks '{ref_key}' (has {sorted(ref_keys)})")
         x = torch.from_numpy(samples[key])
         try:
             traj = trajectory_error(x, torch.from_numpy(reference[ref_key]))

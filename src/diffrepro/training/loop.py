@@ -157,6 +157,9 @@ def train(name: str, spec: dict, arrays: dict, out_dir: str | Path, seed: int, c
             bar.set_postfix(loss=f"{mean:.4f}")
             window, count = torch.zeros((), device=trainer.device), 0
         if trainer.step % every == 0 or trainer.step == steps:
+            if count and not math.isfinite(float(window)):  # never checkpoint a diverged state (resume would keep it)
+                raise UserError(f"train {name}: the loss became {float(window) / count} by step {trainer.step} "
+                                f"(check models.{name}.train.lr / ema_decay and the data); no checkpoint written")
             save_checkpoint(ckpt_dir, trainer.step, trainer.state_dict())
     bar.close()
     ema = trainer.ema_state_dict()
