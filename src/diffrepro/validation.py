@@ -165,6 +165,8 @@ def _function_params(module: Path, name: str) -> set | None:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == name:
             a = node.args
+            if a.kwarg is not None:  # **options: any name may be valid, leave it to the function
+                return None
             return {p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]}
     return None
 
