@@ -205,6 +205,22 @@ def test_bad_params_files_refused(tmp_path, capsys, case_id, content, needle):
     assert _snapshot(tmp_path) == before
 
 
+def test_snakemake_refuses_at_parse_time(tmp_path):
+    """The Snakefile runs the same checks: an NFE list giving heun 0 cells stops the dry run with one line, before
+    any params copy is written."""
+    cfg = copy.deepcopy(SMOKE)
+    for key, value in {"sampling.samplers": ["heun"], "sampling.nfe": [3, 5]}.items():
+        _set(cfg, key, value)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    before = _snapshot(ROOT / ".snakemake" / "diffrepro")
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True, env=run_env(), timeout=300)
+    assert r.returncode != 0
+    assert "sampling.nfe" in r.stderr and "heun" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert _snapshot(ROOT / ".snakemake" / "diffrepro") == before
+
+
 def test_validate_subprocess_is_fast(tmp_path):
     """A fresh `diffrepro validate` of a bad file answers without importing torch (the < 2 s budget per case)."""
     cfg = _set(copy.deepcopy(SMOKE), "models.toy2d.train.lr", NAN)
@@ -446,6 +462,27 @@ def test_evaluate_writes_strict_json(workspace, capsys):
     else:
         _assert_refused(code, err, "inf_samples.npz", "evaluate_inf_samples")
         assert not out.exists()
+
+
+def test_outputs_all_or_nothing_on_a_full_disk(tmp_path):
+    """Several outputs of one step (aggregate's tables) are written all-or-nothing: ENOSPC on the third leaves the
+    previous files untouched and no new or temporary file, and is a UserError naming the file."""
+    import errno
+
+    from diffrepro import io
+    from diffrepro.errors import UserError
+
+    (tmp_path / "a.csv").write_text("old")
+    before = _snapshot(tmp_path)
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(UserError, match="c.parquet.*No space left"):
+        io.write_all([(tmp_path / "a.csv", lambda p: p.write_text("new")),
+                      (tmp_path / "b.csv", lambda p: p.write_text("new")),
+                      (tmp_path / "c.parquet", full)])
+    assert _snapshot(tmp_path) == before and (tmp_path / "a.csv").read_text() == "old"
 
 
 # --- Snakemake: the config race and a flipped weight -----------------------------------------------------------

@@ -43,9 +43,21 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, dest)
+    except OSError as exc:  # full disk, quota, I/O error: nothing of the output is left behind
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {dest}: {exc.strerror or exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_all(items: list[tuple[str | Path, Callable[[Path], None]]]) -> list[Path]:
+    """Write several outputs all-or-nothing: every (dest, writer) goes to a temp file first; only when all of them
+    are written are they renamed into place (a full disk half-way leaves every old file as it was)."""
+    with contextlib.ExitStack() as stack:
+        for dest, writer in items:
+            writer(stack.enter_context(atomic_path(dest)))
+    return [Path(d) for d, _ in items]
 
 
 def _umask() -> int:
@@ -60,10 +72,13 @@ def write_text(dest: str | Path, text: str) -> Path:
     return Path(dest)
 
 
+def json_text(obj: Any) -> str:
+    """Strict JSON text: a NaN or infinite float is written as null (bare NaN/Infinity are not JSON)."""
+    return json.dumps(_finite_or_null(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+
+
 def write_json(dest: str | Path, obj: Any) -> Path:
-    """Strict JSON: a NaN or infinite float is written as null (bare NaN/Infinity are not JSON)."""
-    text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
-    return write_text(dest, text + "\n")
+    return write_text(dest, json_text(obj))
 
 
 def _finite_or_null(obj):

@@ -25,10 +25,14 @@ EXTRA_SAMPLERS = []
 # What the schema cannot express (finite numbers, bounds, cross-references, sampler options, duplicate YAML keys):
 # refused here at parse time, before any job starts (diffrepro.validation).
 from diffrepro.config import check_semantics as _check_semantics, read_yaml as _read_yaml
+from diffrepro.errors import UserError as _UserError
 
-for _configfile in workflow.overwrite_configfiles or workflow.configfiles:
-    _read_yaml(_configfile)
-_check_semantics(config, CONFIG_LABEL)
+try:
+    for _configfile in workflow.overwrite_configfiles or workflow.configfiles:
+        _read_yaml(_configfile)
+    _check_semantics(config, CONFIG_LABEL)
+except _UserError as _exc:  # one line, like `diffrepro validate`, not a parse traceback
+    sys.exit(f"error: {_exc}")
 
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
