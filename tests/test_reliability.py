@@ -543,6 +543,12 @@ def test_dry_run_of_other_params_during_a_run_changes_nothing(tmp_path):
     assert prov["params"]["sha256_16"] in prov["params"]["path"]
 
     wd = runs["raced"]
+    # the params path (whole-config hash) is not a rerun trigger: another sampling section does not retrain
+    c = _set(copy.deepcopy(a), "sampling.sampler_options.ddim.eta", 0.5)
+    (wd / "params/c.yaml").write_text(yaml.safe_dump(c))
+    dry = _smk(wd, target, "-n", "--cores", "1", "--configfile", "params/c.yaml")
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]
+
     model = wd / target
     st = model.stat()
     data = bytearray(model.read_bytes())
