@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,18 @@ SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
 RUN_SELECTION = Path("params/run.yaml")  # names the params file `dvc repro` runs and versions (dvc.yaml `vars`)
 
 
+# libyaml's parser when present (the schema parses ~10× faster than with the pure-Python one)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCHEMA_CACHE: dict = {}
+
+
 def load_schema() -> dict:
     if not SCHEMA_PATH.exists():
         raise UserError(f"params schema not found at {SCHEMA_PATH} (diffrepro must run from its repository checkout)")
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    stamp = SCHEMA_PATH.stat().st_mtime_ns
+    if _SCHEMA_CACHE.get("stamp") != stamp:
+        _SCHEMA_CACHE.update(stamp=stamp, schema=yaml.load(SCHEMA_PATH.read_text(), Loader=_BaseLoader))
+    return copy.deepcopy(_SCHEMA_CACHE["schema"])
 
 
 def _key_path(err) -> str:
@@ -60,21 +69,77 @@ def validate(cfg: dict, source: str = "params") -> dict:
             raise UserError(f"{source}: key '{_key_path(err)}' is not allowed here (it does not apply to the "
                             f"kind/architecture chosen beside it)")
         raise UserError(f"{source}: invalid value at '{_key_path(err)}': {err.message}")
-    check_cross_references(cfg, source)
+    check_semantics(cfg, source)
     return cfg
 
 
+def check_semantics(cfg: dict, source: str) -> None:
+    """What the schema cannot express (finite numbers, bounds, cross-references, sampler options); the Snakefile
+    calls this too, after Snakemake's own schema validation."""
+    from .validation import check_all
+
+    check_all(cfg, source)
+
+
 def check_cross_references(cfg: dict, source: str) -> None:
-    """Checks a JSON schema cannot express: names that must refer to entries defined elsewhere in the file."""
-    datasets = set(cfg.get("datasets", {}))
-    for name, model in cfg.get("models", {}).items():
-        if model["dataset"] not in datasets:
-            raise UserError(f"{source}: models.{name}.dataset = '{model['dataset']}' is not a key of 'datasets' "
-                            f"(known: {sorted(datasets)})")
-    models = set(cfg.get("models", {}))
-    for i, name in enumerate(cfg.get("sampling", {}).get("models", [])):
-        if name not in models:
-            raise UserError(f"{source}: sampling.models[{i}] = '{name}' is not a key of 'models' (known: {sorted(models)})")
+    from .validation import check_cross_references as check
+
+    check(cfg, source)
+
+
+class _UniqueKeyLoader(_BaseLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path, what: str = "params file"):
+    """Parse a YAML file strictly: a missing path, a folder, non-UTF-8 bytes, bad syntax or a duplicate key is a
+    UserError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise UserError(f"{what} {path} is not a regular file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader), text
+    except yaml.YAMLError as exc:
+        raise UserError(f"{what} {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+# --- content-addressed resolved params (one immutable file per distinct config; see workflow/rules/common.smk) ---
+RESOLVED_PATTERN = re.compile(r"^params-([0-9a-f]{16})\.yaml$")
+# Which params file this process loaded and the sha256 of its text: recorded in every provenance sidecar.
+LOADED: dict = {}
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_resolved_params(text: str, folder: str | Path) -> Path:
+    """`folder/params-<sha256 of text>.yaml`, written once (atomically) and never rewritten."""
+    folder = Path(folder)
+    dest = folder / f"params-{text_hash(text)}.yaml"
+    if not (dest.is_file() and dest.read_text() == text):
+        from .io import write_text
+
+        write_text(dest, text)
+    return dest
 
 
 def selected_params_file(selection: str | Path = RUN_SELECTION) -> str:
@@ -91,17 +156,19 @@ def selected_params_file(selection: str | Path = RUN_SELECTION) -> str:
 
 def load(path: str | Path, overrides: dict | None = None) -> dict:
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"params file not found: {path}")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"params file {path} is not valid YAML: {exc}") from None
+    cfg, text = read_yaml(path)
+    named = RESOLVED_PATTERN.match(path.name)
+    if named and named.group(1) != text_hash(text):
+        raise UserError(f"params file {path} was changed after it was written (its content hash is "
+                        f"{text_hash(text)}, its name says {named.group(1)}); rerun Snakemake to write a fresh copy")
     if not isinstance(cfg, dict):
         raise UserError(f"params file {path} must hold a mapping at the top level")
     if overrides:
         deep_update(cfg, overrides)
-    return validate(cfg, source=str(path))
+    cfg = validate(cfg, source=str(path))
+    LOADED.clear()
+    LOADED.update({"path": str(path), "sha256_16": text_hash(text), "config_hash": config_hash(cfg)})
+    return cfg
 
 
 def deep_update(base: dict, upd: dict) -> dict:

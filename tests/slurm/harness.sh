@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A real single-node SLURM on loopback for the cluster-profile test (shared/research/slurm_local.md).
 #   harness.sh up   STATE_DIR   install (if missing), configure and start munged, mariadbd, slurmdbd, slurmctld, slurmd
-#   harness.sh down STATE_DIR   stop exactly the daemons recorded in STATE_DIR/*.pid (by PID, reverse order)
+#   harness.sh down STATE_DIR   stop exactly the daemons recorded in STATE_DIR/*.pid (by PID, reverse order) and
+#                               remove the /etc/slurm configs it wrote (restoring any it replaced): with a slurm.conf
+#                               naming the stopped controller, every later `snakemake` start (any profile) waits ~10 s,
+#                               because the SLURM executor plugin runs `scontrol show config` when it is imported
 # Needs root and apt (Debian 12). Everything listens on 127.0.0.1; MariaDB on its socket only.
 # One fake GPU (gres gpu:fake:1, File=/dev/null) lets GPU-requesting jobs schedule.
 set -euo pipefail
@@ -34,7 +37,26 @@ stop_one() {  # stop the daemon whose PID we recorded, only if that PID still ru
   rm -f "$pidfile"
 }
 
-down() { for d in "${DAEMONS[@]}"; do stop_one "$d"; done; }
+CONFIGS=(slurm.conf gres.conf slurmdbd.conf)
+MARK="# written by diffrepro tests/slurm/harness.sh"
+
+save_configs() {  # keep a site's own configs aside (restored by `down`); ours carry $MARK on their first line
+  mkdir -p "$STATE/etc-backup"
+  for f in "${CONFIGS[@]}"; do
+    if [[ -f /etc/slurm/$f ]] && [[ $(head -n1 "/etc/slurm/$f") != "$MARK" ]]; then
+      cp -p "/etc/slurm/$f" "$STATE/etc-backup/$f"
+    fi
+  done
+}
+
+remove_configs() {
+  for f in "${CONFIGS[@]}"; do
+    if [[ -f /etc/slurm/$f ]] && [[ $(head -n1 "/etc/slurm/$f") == "$MARK" ]]; then rm -f "/etc/slurm/$f"; fi
+    if [[ -f $STATE/etc-backup/$f ]]; then cp -p "$STATE/etc-backup/$f" "/etc/slurm/$f"; rm -f "$STATE/etc-backup/$f"; fi
+  done
+}
+
+down() { for d in "${DAEMONS[@]}"; do stop_one "$d"; done; remove_configs; }
 
 install_packages() {
   local pkgs=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
@@ -55,7 +77,9 @@ write_configs() {
   cpus=$(nproc)
   mem=$(( $(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo) - 1024 ))
   mkdir -p "$STATE"/{ctld,spool,log} /etc/slurm
+  save_configs
   cat > /etc/slurm/slurm.conf <<CONF
+$MARK
 ClusterName=localcluster
 SlurmctldHost=localhost(127.0.0.1)
 SlurmUser=root
@@ -89,8 +113,9 @@ SlurmdPort=6818
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:fake:1 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
-  echo "NodeName=localhost Name=gpu Type=fake File=/dev/null" > /etc/slurm/gres.conf
+  printf '%s\n%s\n' "$MARK" "NodeName=localhost Name=gpu Type=fake File=/dev/null" > /etc/slurm/gres.conf
   cat > /etc/slurm/slurmdbd.conf <<CONF
+$MARK
 AuthType=auth/munge
 DbdHost=localhost
 DbdAddr=127.0.0.1

@@ -6,9 +6,13 @@ from pathlib import Path
 
 # The params file the run was configured with: passed to every CLI call so the CLI validates the same config.
 # Snakemake merges --configfile into `config`; we re-serialise the merged config so `--config` overrides count too.
-PARAMS = ".snakemake/diffrepro/params.resolved.yaml"
+# The copy is content-addressed (params-<sha256 of its text>.yaml), written once and never rewritten: a parse of
+# another params file (a dry run, --lint) during a run writes its own copy and cannot change the jobs of this run.
+# The CLI checks the name against the content. PARAMS is not a plain string on purpose: Snakemake records only plain
+# params values as rerun triggers, so the whole-config hash in the path does not rerun every job on every change
+# (each rule's `params: h=` section hash decides that).
 # The params file(s) as the user named them (relative, so the same run gives the same job params in any checkout).
-CONFIG_LABEL = ",".join(os.path.relpath(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)) or PARAMS
+CONFIG_LABEL = ",".join(os.path.relpath(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)) or "config"
 # The CLI of the environment running Snakemake. Its console script, when present, names it the same way whether
 # Snakemake was started as python, python3 or through its own script, so job params (and reruns) do not depend on it.
 _CLI_SCRIPT = Path(sys.executable).parent / "diffrepro"
@@ -19,6 +23,18 @@ SECTIONS = []
 EXTRA_SAMPLERS = []
 # Extra metric files for sweep variants that only some sweep models have (e.g. NI's ni_file_<name>); aggregated too.
 EXTRA_METRIC_FILES = []
+
+# What the schema cannot express (finite numbers, bounds, cross-references, sampler options, duplicate YAML keys):
+# refused here at parse time, before any job starts (diffrepro.validation).
+from diffrepro.config import check_semantics as _check_semantics, read_yaml as _read_yaml
+from diffrepro.errors import UserError as _UserError
+
+try:
+    for _configfile in workflow.overwrite_configfiles or workflow.configfiles:
+        _read_yaml(_configfile)
+    _check_semantics(config, CONFIG_LABEL)
+except _UserError as _exc:  # one line, like `diffrepro validate`, not a parse traceback
+    sys.exit(f"error: {_exc}")
 
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
@@ -46,22 +62,25 @@ def one_of(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
+class _RunParams:
+    """The path of this run's resolved params file, formatted into shell commands as `{params.cfg}`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __str__(self):
+        return self.path
+
+
 def _write_resolved_params():
     import yaml
+    from diffrepro.config import write_resolved_params
 
     text = yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
-    path = Path(PARAMS)
-    if not path.exists() or path.read_text() != text:  # rewrite only on change: keeps mtimes stable
-        import tempfile
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # unique: SLURM jobs re-parse concurrently
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+    return _RunParams(write_resolved_params(text, ".snakemake/diffrepro"))
 
 
-_write_resolved_params()
+PARAMS = _write_resolved_params()
 
 
 def step_code(step):

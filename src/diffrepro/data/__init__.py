@@ -122,16 +122,20 @@ def sha256_file(path: str | Path) -> str:
 
 
 def load_npz(path: str | Path) -> dict:
-    """Read a prepared `data.npz` into a dict of arrays; UserError naming the file when missing or corrupt."""
+    """Read a prepared `data.npz` into a dict of arrays, checked (io.read_npz: checksum, keys, finite values; x arrays
+    floating with a sample axis, labels integer and as long as their x); UserError naming the file otherwise."""
+    from ..io import read_npz
+
     path = Path(path)
     if not path.exists():
         raise UserError(f"missing dataset file: {path} (run `diffrepro prepare` first)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"dataset file {path} is corrupt or not an .npz: {exc}") from None
-    missing = [k for k in SPLIT_KEYS if k not in arrays]
-    if missing:
-        raise UserError(f"dataset file {path} lacks arrays {missing}")
+    arrays = read_npz(path, "dataset file", SPLIT_KEYS)
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype.kind != "f" or x.ndim < 2:
+            raise UserError(f"dataset file {path}: x_{split} must be a float array [N, ...], got {x.dtype} "
+                            f"{list(x.shape)}")
+        if y.dtype.kind not in "iu" or y.shape != x.shape[:1]:
+            raise UserError(f"dataset file {path}: y_{split} must be {x.shape[0]} integer labels, got {y.dtype} "
+                            f"{list(y.shape)}")
     return arrays

@@ -47,13 +47,10 @@ def make_network(study: dict, k: int, data_shape: tuple[int, ...], seed: int) ->
 
 def load_split(path, split: str, levels: int | None) -> torch.Tensor:
     """x_<split> from a prepared data.npz; discrete images are checked to sit on the `levels` grid."""
-    try:
-        with np.load(path) as npz:
-            x = torch.from_numpy(np.asarray(npz[f"x_{split}"], dtype=np.float32))
-    except FileNotFoundError:
-        raise UserError(f"missing input file: {path}") from None
-    except KeyError:
-        raise UserError(f"{path} has no array 'x_{split}'") from None
+    from ..io import read_npz
+
+    arrays = read_npz(path, "dataset file", (f"x_{split}",))
+    x = torch.from_numpy(np.asarray(arrays[f"x_{split}"], dtype=np.float32))
     if levels is not None:
         k = (x.double() + 1) * 0.5 * (levels - 1)
         if (k - k.round()).abs().max() > 1e-3:

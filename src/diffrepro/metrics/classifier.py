@@ -84,11 +84,13 @@ def checkpoint(model: FeatureClassifier, **extra) -> dict:
 
 
 def load_classifier(path: str | Path, device: str = "cpu") -> FeatureClassifier:
+    from ..training.state import read_torch_file
+
     path = Path(path)
     if not path.exists():
         raise UserError(f"missing classifier file: {path} (run `diffrepro train-classifier`)")
+    ckpt = read_torch_file(path, ("format", "arch", "state_dict"), "classifier file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if ckpt.get("format") != FORMAT:
             raise ValueError(f"format tag is {ckpt.get('format')!r}, expected {FORMAT!r}")
         model = FeatureClassifier(**ckpt["arch"])

@@ -134,6 +134,21 @@ def _load_trained(blob: dict, path: Path, device) -> LoadedModel:
                        num_classes=int(net.num_classes), kind="train", net=net, info=info, make_denoiser=make)
 
 
+def check_matches_params(model: LoadedModel, path, params_spec: dict, name: str) -> None:
+    """UserError when `model` was not made from `models.<name>` of the params file in use: a trained model's stored
+    spec must agree key by key, an imported one must come from the same source."""
+    if model.kind == "train":
+        from ..training import check_matches_params as check_trained
+
+        check_trained(path, model.info["spec"], params_spec, name)
+        return
+    stored, wanted = model.info["source"], source_of(params_spec)
+    origin = stored.get("hub_id", stored.get("path"))  # a hub id was resolved to its local snapshot on import
+    if (stored.get("kind"), origin) != (wanted.get("kind"), wanted.get("path")):
+        raise UserError(f"{path} was imported from {stored.get('kind')} {origin}, but params model "
+                        f"'{name}' names {wanted.get('kind')} {wanted.get('path')}: rerun `diffrepro import-model`")
+
+
 def load_model(path: str | Path, device="cpu") -> LoadedModel:
     """The model behind `results/models/<m>/model.pt`: trained weights or an imported published checkpoint."""
     from ..training.state import read_torch_file

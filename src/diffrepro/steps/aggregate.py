@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..io import write_json, write_provenance, write_text, write_with
+from ..io import json_text, write_all, write_provenance
 
 
 def configure(parser):
@@ -36,11 +36,14 @@ def run(args):
     rows = tables.read_metric_rows(files)
     agg = tables.aggregate(rows)
     out = Path(args.out_dir)
-    write_with(out / "metrics.parquet", lambda p: tables.write_parquet(rows, p))
-    write_text(out / "metrics.csv", rows.write_csv())
-    write_with(out / "metrics_agg.parquet", lambda p: tables.write_parquet(agg, p))
-    write_text(out / "metrics_agg.csv", agg.write_csv())
-    write_json(args.summary, tables.flat_metrics(agg))
+    summary = json_text(tables.flat_metrics(agg))
+    write_all([  # all or nothing (a full disk half-way keeps the previous tables)
+        (out / "metrics.parquet", lambda p: tables.write_parquet(rows, p)),
+        (out / "metrics.csv", lambda p: p.write_text(rows.write_csv())),
+        (out / "metrics_agg.parquet", lambda p: tables.write_parquet(agg, p)),
+        (out / "metrics_agg.csv", lambda p: p.write_text(agg.write_csv())),
+        (Path(args.summary), lambda p: p.write_text(summary)),
+    ])
     write_provenance(out / "metrics.parquet", cfg_section={k: cfg.get(k) for k in ("sampling", "metrics")},
                      inputs=[str(f) for f in files])
     print(f"aggregate: {rows.height} rows, {agg.height} cells from {len(files)} files -> {out}, {args.summary}")

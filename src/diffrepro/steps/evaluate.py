@@ -98,12 +98,13 @@ def evaluate(cfg: dict, model: str, sampler: str, manifest: dict, samples, refer
 
     dataset = cfg["models"][model]["dataset"]
     rows = []
+    sample_keys, ref_keys = list(getattr(samples, "files", samples)), list(getattr(reference, "files", reference))
     for cell in manifest["cells"]:
         key, ref_key = cell["key"], f"seed{cell['seed']}"
-        if key not in samples.files:
+        if key not in sample_keys:
             raise UserError(f"sample file lacks the cell '{key}' listed in its manifest")
-        if ref_key not in reference.files:
-            raise UserError(f"reference file lacks '{ref_key}' (has {sorted(reference.files)})")
+        if ref_key not in ref_keys:
+            raise UserError(f"reference file lacks '{ref_key}' (has {sorted(ref_keys)})")
         x = torch.from_numpy(samples[key])
         try:
             traj = trajectory_error(x, torch.from_numpy(reference[ref_key]))
@@ -138,11 +139,10 @@ def run(args) -> int:
         raise UserError(f"{args.refstats} holds reference statistics of '{refstats['dataset']}', but model "
                         f"{args.model} samples dataset '{dataset}'")
     scorer = CellScorer(cfg, dataset, refstats, args.classifier)
-    for path in (args.samples, args.reference):
-        if not Path(path).is_file():
-            raise UserError(f"missing input file: {path}")
-    with np.load(args.samples, allow_pickle=False) as samples, np.load(args.reference, allow_pickle=False) as ref:
-        rows = evaluate(cfg, args.model, args.sampler, manifest, samples, ref, scorer)
+    # samples of a diverging cell may hold inf/NaN (scored as such, written as null); the reference must be finite
+    samples = io.read_npz(args.samples, "sample file", finite=False)
+    ref = io.read_npz(args.reference, "reference file")
+    rows = evaluate(cfg, args.model, args.sampler, manifest, samples, ref, scorer)
     io.write_json(args.out, rows)
     io.write_provenance(args.out, cfg["metrics"], seed=cfg["seed"], model=args.model, sampler=args.sampler,
                         dataset=dataset, feature_space=refstats["feature_space"], cells=len(rows), notes=scorer.notes,

@@ -31,10 +31,16 @@ def _load_model(path: Path, cfg: dict):
     from ..mdm.network import OnDevice
     from ..runtime import select_device
 
-    if not path.exists():
+    from ..io import verify_checksum
+
+    if not path.is_file():
         raise UserError(f"missing input file: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    meta = payload["meta"]
+    verify_checksum(path, "MDM model file")
+    try:  # our own file (checksum as written); it pickles the diffusion's metadata, hence weights_only=False
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        meta = payload["meta"]
+    except Exception as exc:
+        raise UserError(f"MDM model file {path} is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
     diffusion = S.make_diffusion(cfg, meta["diffusion"], meta["seed"])
     diffusion.load_state_dict(payload["diffusion"])
     net = S.make_network({"network": meta["network"]}, meta["k"], tuple(meta["data_shape"]), meta["seed"])

@@ -78,8 +78,10 @@ def _data(cfg, args, dataset: str):
     path = Path(args.results) / "data" / dataset / "data.npz"
     if not path.exists():
         raise UserError(f"dataset file {path} not found (run `diffrepro prepare --dataset {dataset}` first)")
-    with np.load(path) as z:
-        return torch.as_tensor(z["x_train"]), torch.as_tensor(z["y_train"])
+    from ..io import read_npz
+
+    z = read_npz(path, "dataset file", ("x_train", "y_train"))
+    return torch.as_tensor(z["x_train"]), torch.as_tensor(z["y_train"])
 
 
 def _classifier(args, dataset: str):

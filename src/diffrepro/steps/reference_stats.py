@@ -53,13 +53,12 @@ def load(path) -> dict:
 
     from ..errors import UserError
 
+    from ..training.state import read_torch_file
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"missing reference statistics: {path} (run `diffrepro reference-stats`)")
-    try:
-        stats = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"cannot read reference statistics {path}: {exc}") from None
+    stats = read_torch_file(path, ("format",), "reference statistics")
     if not isinstance(stats, dict) or stats.get("format") != FORMAT:
         raise UserError(f"{path} is not a {FORMAT} file")
     return stats

@@ -90,6 +90,7 @@ def _load(cfg, args):
     if model.info.get("dataset") != spec_cfg.get("dataset"):
         raise UserError(f"{args.checkpoint} was made for dataset '{model.info.get('dataset')}', but params model "
                         f"'{args.model}' uses '{spec_cfg.get('dataset')}'")
+    sources.check_matches_params(model, args.checkpoint, spec_cfg, args.model)
     shape = (model_sampling(cfg, args.model)["n_samples"], *model.data_shape)
     torch.manual_seed(int(cfg["seed"]))
     return model.denoiser(), model.schedule, shape, device
@@ -238,6 +239,10 @@ def run(args) -> int:
     from .. import config
     from ..samplers import get_sampler
 
+    if Path(args.out).suffix != ".npz":
+        from ..errors import UserError
+
+        raise UserError(f"--out {args.out}: the sample file must end in .npz (its manifest .json is written beside it)")
     cfg = config.load(args.params)
     section(cfg, "models", args.model, args.params)
     if args.sampler is not None:

@@ -50,13 +50,9 @@ def load_x_train(path: str | Path, what: str) -> torch.Tensor:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{what}: data file not found: {path} (run `diffrepro prepare` first)")
-    try:
-        with np.load(path) as npz:
-            x = npz["x_train"]
-    except KeyError:
-        raise UserError(f"{what}: {path} has no 'x_train' array") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{what}: cannot read {path}: {exc}") from None
+    from ..io import read_npz
+
+    x = read_npz(path, f"{what}: data file", ("x_train",))["x_train"]
     return torch.from_numpy(np.asarray(x, dtype=np.float64))
 
 

@@ -35,22 +35,11 @@ def limit_threads(cfg: dict, threads: int | None) -> None:
 
 
 def load_arrays(path, *keys):
-    """Arrays `keys` of an .npz file, or a UserError naming the file and the missing key."""
-    import numpy as np
+    """Arrays `keys` of an .npz file (checked: io.read_npz), or a UserError naming the file and the missing key."""
+    from ..io import read_npz
 
-    from ..errors import UserError
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"missing input file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise UserError(f"{path} lacks the arrays {missing} (has {sorted(npz.files)})")
-            return [npz[k] for k in keys]
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+    arrays = read_npz(path, "input file", keys)
+    return [arrays[k] for k in keys]
 
 
 def classifier_params(cfg: dict, dataset: str) -> dict:

@@ -16,8 +16,8 @@ from .state import read_torch_file
 
 MODEL_KEYS = ("spec", "state_dict", "data_shape", "num_classes")
 
-__all__ = ["train", "Trainer", "load_model", "read_model_file", "net_from_model_file", "model_denoiser", "schedule_from_spec",
-           "num_classes_of"]
+__all__ = ["train", "Trainer", "load_model", "read_model_file", "net_from_model_file", "model_denoiser",
+           "schedule_from_spec", "num_classes_of", "check_matches_params"]
 
 
 def read_model_file(path: str | Path) -> dict:
@@ -40,6 +40,16 @@ def net_from_model_file(blob: dict, path: str | Path, device="cpu") -> tuple[tor
         raise UserError(f"model file {path} does not match its spec: {exc}") from None
     net.num_classes, net.data_shape = int(blob["num_classes"]), list(blob["data_shape"])
     return net.to(device).eval().requires_grad_(False), blob["spec"]
+
+
+def check_matches_params(path, stored_spec: dict, params_spec: dict, model: str) -> None:
+    """UserError when a checkpoint was trained with other settings than `models.<model>` of the params file (keys
+    present in both are compared, so a key added to the schema later does not invalidate old checkpoints)."""
+    differ = sorted(k for k in set(stored_spec) & set(params_spec) if stored_spec[k] != params_spec[k])
+    if differ:
+        k = differ[0]
+        raise UserError(f"{path} was trained with models.{model}.{k} = {stored_spec[k]!r}, but the params file has "
+                        f"{params_spec[k]!r} (differing keys: {differ}); retrain it or use the matching params")
 
 
 def model_denoiser(net: torch.nn.Module, spec: dict, labels=None, guidance_scale: float | None = None,

@@ -3,6 +3,7 @@ stderr, and atomic checkpoints every k steps from which a killed run resumes bit
 from __future__ import annotations
 
 import sys
+import math
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ..config import config_hash
 from ..diffusion.schedules import Schedule, make_schedule
 from ..models import build_model
 from .loss import dsm_loss
+from ..errors import UserError
 from .state import EMA, DataOrder, list_checkpoints, read_torch_file, save_checkpoint
 
 CKPT_KEYS = ("fingerprint", "step", "model", "ema", "optimizer", "rng", "noise_generator", "data_order", "log")
@@ -148,14 +150,26 @@ def train(name: str, spec: dict, arrays: dict, out_dir: str | Path, seed: int, c
         bar.update(1)
         if trainer.step % log_every == 0 or trainer.step == steps:
             mean = float(window) / count  # the only host sync: once per log window
+            if not math.isfinite(mean):
+                raise UserError(f"train {name}: the loss became {mean} by step {trainer.step} (check "
+                                f"models.{name}.train.lr / ema_decay and the data); no model.pt written")
             trainer.log.append([trainer.step, mean])
             bar.set_postfix(loss=f"{mean:.4f}")
             window, count = torch.zeros((), device=trainer.device), 0
         if trainer.step % every == 0 or trainer.step == steps:
+            if count and not math.isfinite(float(window)):  # never checkpoint a diverged state (resume would keep it)
+                raise UserError(f"train {name}: the loss became {float(window) / count} by step {trainer.step} "
+                                f"(check models.{name}.train.lr / ema_decay and the data); no checkpoint written")
             save_checkpoint(ckpt_dir, trainer.step, trainer.state_dict())
     bar.close()
+    ema = trainer.ema_state_dict()
+    from .state import first_non_finite
+
+    if first_non_finite(ema) is not None:
+        raise UserError(f"train {name}: EMA weight '{first_non_finite(ema)}' is NaN or infinite after "
+                        f"{trainer.step} steps (check models.{name}.train.ema_decay / lr); no model.pt written")
     return {
-        "name": name, "spec": spec, "state_dict": trainer.ema_state_dict(), "data_shape": trainer.data_shape,
+        "name": name, "spec": spec, "state_dict": ema, "data_shape": trainer.data_shape,
         "num_classes": trainer.num_classes, "schedule": trainer.schedule.describe(),
         "parameterisation": spec["parameterisation"], "steps": trainer.step, "loss_log": trainer.log,
         "train_wall_s": time.monotonic() - start, "steps_this_run": trainer.step - start_step,

@@ -79,9 +79,14 @@ def save_checkpoint(ckpt_dir: Path, step: int, state: dict) -> Path:
 
 def read_torch_file(path: Path, required: tuple[str, ...], what: str, map_location="cpu") -> dict:
     """`torch.load(weights_only=True)` with a UserError naming the file when it is missing, corrupt or incomplete."""
+    from ..io import verify_checksum
+
     path = Path(path)
     if not path.exists():
         raise UserError(f"missing {what}: {path}")
+    if not path.is_file():
+        raise UserError(f"{what} {path} is not a file")
+    verify_checksum(path, what)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, zip errors, ...
@@ -90,4 +95,19 @@ def read_torch_file(path: Path, required: tuple[str, ...], what: str, map_locati
     missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
     if missing:
         raise UserError(f"{what} {path} is incomplete: missing {missing}")
+    bad = first_non_finite(obj)
+    if bad is not None:
+        raise UserError(f"{what} {path}: tensor '{bad}' holds NaN or infinite values")
     return obj
+
+
+def first_non_finite(obj, prefix: str = "") -> str | None:
+    """Key path of the first floating tensor with a NaN/inf inside a nested dict/list of tensors, else None."""
+    if isinstance(obj, torch.Tensor):
+        return prefix or "<tensor>" if obj.is_floating_point() and not torch.isfinite(obj).all() else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        found = first_non_finite(v, f"{prefix}.{k}" if prefix else str(k))
+        if found is not None:
+            return found
+    return None
