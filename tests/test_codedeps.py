@@ -17,7 +17,9 @@ def test_closure_follows_imports_and_no_further():
     assert {"diffrepro.training.loop", "diffrepro.models.unet", "diffrepro.config", "diffrepro.runtime"} <= set(train)
     assert not [m for m in train if m.startswith(("diffrepro.samplers", "diffrepro.reports", "diffrepro.metrics"))]
     evaluate = codedeps.module_closure("diffrepro.steps.evaluate")
-    assert "diffrepro.metrics.fidelity" in evaluate and "diffrepro.training.loop" not in evaluate
+    assert "diffrepro.metrics.fidelity" in evaluate and "diffrepro.samplers.solvers" not in evaluate
+    # importing a.b.c runs a/__init__ and a/b/__init__ too: prepare imports diffrepro.data, and so its __init__
+    assert "diffrepro.data" in codedeps.module_closure("diffrepro.steps.prepare")
 
 
 def test_report_hash_covers_its_templates_and_paper_numbers():
@@ -40,19 +42,19 @@ def _hash_in_copy(src: Path, step: str) -> str:
 def test_hash_ignores_comments_and_docstrings_but_not_code(repo_root, tmp_path):
     src = tmp_path / "src"
     shutil.copytree(repo_root / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    loop = src / "diffrepro/training/loop.py"
-    before = _hash_in_copy(src, "train"), _hash_in_copy(src, "evaluate")
-    text = loop.read_text()
-    loop.write_text(text.replace('"""The training loop', '"""The training loop (reworded)', 1) + "\n# a comment\n")
-    assert (_hash_in_copy(src, "train"), _hash_in_copy(src, "evaluate")) == before
-    loop.write_text(text + "\n_PROBE = 1\n")
-    assert _hash_in_copy(src, "train") != before[0]
-    assert _hash_in_copy(src, "evaluate") == before[1]  # evaluate never imports the training loop
+    grids = src / "diffrepro/samplers/grids.py"
+    before = _hash_in_copy(src, "sample"), _hash_in_copy(src, "evaluate")
+    text = grids.read_text()
+    grids.write_text(text.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
+    assert (_hash_in_copy(src, "sample"), _hash_in_copy(src, "evaluate")) == before
+    grids.write_text(text + "\n_PROBE = 1\n")
+    assert _hash_in_copy(src, "sample") != before[0]
+    assert _hash_in_copy(src, "evaluate") == before[1]  # evaluation never imports the samplers
 
 
 # (file changed, jobs that must rerun, jobs that must not)
 CHANGES = [
-    ("training/loop.py", {"train", "sample"}, {"prepare", "evaluate", "aggregate"}),
+    ("training/loop.py", {"train", "sample"}, {"prepare", "aggregate"}),
     ("config.py", {"prepare", "train", "sample", "evaluate", "report"}, set()),
     ("runtime.py", {"train", "sample", "evaluate"}, {"prepare"}),
     ("metrics/fidelity.py", {"evaluate", "reference_stats"}, {"prepare", "train", "sample"}),
