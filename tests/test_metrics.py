@@ -183,8 +183,10 @@ def test_feature_kind_and_missing_weights(tmp_path):
     with pytest.raises(UserError) as err:
         fd.feature_space(cfg_with("cifar10", "inception", str(missing)), "d")
     assert str(missing) in str(err.value) and fd.INCEPTION_WEIGHTS_FILE in str(err.value)
-    with pytest.raises(UserError, match="inception_weights is not set"):
-        fd.feature_space(cfg_with("cifar10", "inception"), "d")
+    no_pth = cfg_with("cifar10", "inception")
+    no_pth["metrics"]["inception_torchscript"] = str(tmp_path / "no" / "inception-2015-12-05.pt")
+    with pytest.raises(UserError, match="inception_weights is not set.*make assets-inception"):
+        fd.feature_space(no_pth, "d")  # neither torch-fidelity's .pth nor the TorchScript detector
     with pytest.raises(UserError, match="classifier"):
         fd.feature_space(cfg_with("digits"), "d", tmp_path / "none.pt")
     weights = tmp_path / fd.INCEPTION_WEIGHTS_FILE

@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "params" / "smoke.yaml"
 
 
+PROTOCOL = "diffrepro feature classifier of digits (penultimate layer); 64 samples vs test split (64 images)"
+
+
 def synthetic_rows(model, dataset, sampler, nfes, seeds, shift=0.0):
     """Metric rows like the evaluate step's: quality improves with NFE; `shift` moves one sampler's numbers."""
     rows = []
@@ -27,7 +30,8 @@ def synthetic_rows(model, dataset, sampler, nfes, seeds, shift=0.0):
             row = {"dataset": dataset, "model": model, "sampler": sampler, "grid": "logsnr", "nfe": nfe,
                    "nfe_measured": nfe, "seed": seed, "wall_s": 0.01 * nfe, "traj_rmse": 1.0 / nfe + shift}
             if dataset == "digits":
-                row |= {"fid_digits_classifier": 40.0 / nfe + shift + 0.1 * seed, "kid_digits_classifier": 0.5 / nfe}
+                row |= {"fid_digits_classifier": 40.0 / nfe + shift + 0.1 * seed, "kid_digits_classifier": 0.5 / nfe,
+                        "feature_space": "digits_classifier", "fid_protocol": PROTOCOL}
             else:
                 row |= {"swd": 0.3 / nfe + shift + 0.01 * seed, "mmd": 0.05 / nfe, "energy": 0.1 / nfe}
             rows.append(row)
@@ -108,6 +112,8 @@ def test_aggregate_means_and_flat_keys(built):
     assert cell["fid_digits_classifier_mean"] == pytest.approx(40.0 / 8 + 0.05)
     assert cell["fid_digits_classifier_std"] == pytest.approx(np.std([5.0, 5.1], ddof=1))
     assert cell["swd_mean"] is None
+    assert cell["fid_protocol"] == PROTOCOL and cell["feature_space"] == "digits_classifier"  # text labels kept
+    assert f"FID protocol of digits (`fid_digits_classifier`): {PROTOCOL}." in (built / "reports/report.md").read_text()
     flat = json.loads((built / "results/metrics.json").read_text())
     assert flat["schema_version"] == SCHEMA_VERSION
     assert flat["toy2d/ddpm/logsnr/nfe4/swd"] == pytest.approx(0.3 / 4 + 0.005)

@@ -1,13 +1,15 @@
 # owned by the metrics area; see docs/DEVELOPING.md ("CLI commands and pipeline files", "Workflow rules").
 # train_classifier: image datasets scored in the classifier feature space -> results/classifiers/{dataset}/classifier.pt
-# reference_stats:  every sampled dataset -> results/refstats/{dataset}.pt (test-split features or raw test points)
+# reference_stats:  every sampled dataset -> results/refstats/{dataset}.pt (test-split features or raw test points;
+#                   from metrics.reference_stats[dataset] (.npz of mu, sigma) when set)
 # evaluate:         one job per (model, sampler) sample file -> results/metrics/{model}/{sampler}.json (list of rows)
 # Helpers live in diffrepro.metrics.spaces (torch-free), so parsing the workflow stays fast.
 from diffrepro.config import config_hash
-from diffrepro.metrics.spaces import with_classifier
+from diffrepro.metrics.spaces import refstats_inputs, with_classifier
 
 METRIC_FILES = expand("results/metrics/{model}/{sampler}.json", model=SWEEP_MODELS, sampler=SAMPLERS)
 CLASSIFIER_FLAG = lambda wildcards, input: f"--classifier {input.classifier}" if "classifier" in input.keys() else ""
+DATA_FLAG = lambda wildcards, input: f"--data {input.data}" if "data" in input.keys() else ""
 
 
 rule train_classifier:
@@ -35,12 +37,13 @@ rule train_classifier:
 
 rule reference_stats:
     input:
-        unpack(lambda wc: with_classifier(config, wc.dataset, data=f"results/data/{wc.dataset}/data.npz")),
+        unpack(lambda wc: refstats_inputs(config, wc.dataset)),
     output:
         "results/refstats/{dataset}.pt",
     params:
         h=section_hash("seed", "metrics"),
         clf=CLASSIFIER_FLAG,
+        data=DATA_FLAG,
         cli=DIFFREPRO,
         code=step_code("reference_stats"),
         cfg=PARAMS,
@@ -50,7 +53,7 @@ rule reference_stats:
         "benchmarks/reference_stats/{dataset}.tsv"
     threads: 1
     shell:
-        "{params.cli} reference-stats --params {params.cfg} --dataset {wildcards.dataset} --data {input.data} "
+        "{params.cli} reference-stats --params {params.cfg} --dataset {wildcards.dataset} {params.data} "
         "{params.clf} --out {output} --threads {threads} > {log} 2>&1"
 
 

@@ -5,11 +5,12 @@ from pathlib import Path
 
 VECTOR_KINDS = ("toy2d", "gaussian", "gaussian_mixture")
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_KINDS = ("inception", "inception_ts")
 
 
 def feature_kind(cfg: dict, dataset: str) -> str:
     """'vector' for low-dimensional data (sliced Wasserstein / MMD / energy), else metrics.feature_extractor[dataset]:
-    'classifier' (the default for images) or 'inception'."""
+    'classifier' (the default for images), 'inception' (torch-fidelity) or 'inception_ts' (StyleGAN3 TorchScript)."""
     unknown = sorted(set(cfg["metrics"].get("feature_extractor", {})) - set(cfg["datasets"]))
     if unknown:
         from ..errors import UserError
@@ -38,7 +39,8 @@ def check_inception_weights(path) -> Path:
 
     if not path:
         raise UserError("metrics.inception_weights is not set: give the local path of "
-                        f"{INCEPTION_WEIGHTS_FILE} (Inception FID weights are never downloaded)")
+                        f"{INCEPTION_WEIGHTS_FILE} (Inception FID weights are never downloaded), or leave it unset "
+                        "and provide the TorchScript detector file")
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Inception weights not found at metrics.inception_weights = {path}; expected the file "
@@ -46,7 +48,47 @@ def check_inception_weights(path) -> Path:
     return path
 
 
+def inception_weights(cfg: dict) -> tuple[str, Path]:
+    """Which file feeds torch-fidelity's `inception-v3-compat`: ('pth', its own weights) when
+    `metrics.inception_weights` is set, else ('torchscript', the verified StyleGAN3 detector file, mapped on load)."""
+    from ..errors import UserError
+    from .inception import check_detector, detector_path
+
+    configured = cfg["metrics"].get("inception_weights")
+    if configured:
+        return "pth", check_inception_weights(configured)
+    try:
+        return "torchscript", check_detector(detector_path(cfg))
+    except UserError as exc:
+        raise UserError(f"metrics.inception_weights is not set and {exc}") from None
+
+
 def check_weights_early(cfg: dict, dataset: str) -> None:
     """Before any import of torch or any data: the local files the dataset's feature space needs."""
-    if feature_kind(cfg, dataset) == "inception":
-        check_inception_weights(cfg["metrics"].get("inception_weights"))
+    kind = feature_kind(cfg, dataset)
+    if kind == "inception":
+        inception_weights(cfg)
+    elif kind == "inception_ts":
+        from .inception import check_detector, detector_path
+
+        check_detector(detector_path(cfg))
+
+
+def reference_stats_file(cfg: dict, dataset: str) -> str | None:
+    """`metrics.reference_stats[dataset]`: a `.npz` with `mu`, `sigma` used as the dataset's FID reference."""
+    files = cfg["metrics"].get("reference_stats") or {}
+    unknown = sorted(set(files) - set(cfg["datasets"]))
+    if unknown:
+        from ..errors import UserError
+
+        raise UserError(f"metrics.reference_stats names datasets {unknown} that are not keys of 'datasets' "
+                        f"(known: {sorted(cfg['datasets'])})")
+    return files.get(dataset)
+
+
+def refstats_inputs(cfg: dict, dataset: str) -> dict:
+    """Inputs of the reference_stats rule: the statistics file when configured, else the dataset's data.npz
+    (plus the classifier when the feature space needs one)."""
+    stats_file = reference_stats_file(cfg, dataset)
+    inputs = {"stats_file": stats_file} if stats_file else {"data": f"results/data/{dataset}/data.npz"}
+    return with_classifier(cfg, dataset, **inputs)

@@ -125,6 +125,15 @@ def sample_figures(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path) -
     return out, notes
 
 
+def fid_protocol_text(agg: pl.DataFrame) -> list[str]:
+    """One line per (model, feature space, protocol) saying what its FID is: detector, sample count, reference."""
+    if not {"fid_protocol", "feature_space"} <= set(agg.columns):
+        return []
+    rows = agg.select("model", "feature_space", "fid_protocol").drop_nulls("fid_protocol").unique(maintain_order=True)
+    return [f"FID protocol of {r['model']} (`fid_{r['feature_space']}`): {r['fid_protocol']}."
+            for r in rows.iter_rows(named=True)]
+
+
 def spine_section(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path, config_label: str) -> tuple[dict, list]:
     models = [m for m in cfg["sampling"]["models"] if m in set(agg["model"].to_list())]
     sample_figs, notes = sample_figures(cfg, agg, results, fig_dir)
@@ -142,6 +151,7 @@ def spine_section(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path, co
             "FID/KID on images are computed in the feature space named in the column (e.g. the pipeline's own "
             "digits classifier), so they are comparable across our rows but not with Inception FIDs."]
     text += [t for t in (best_cell_text(agg, m) for m in models) if t]
+    text += fid_protocol_text(agg)
     section = {"id": "spine", "order": 45, "paper": "GEO", "title": "Samplers × NFE: samples and metrics",
                "reproduces": "GEO fast-sampler comparison (diff-solvers README tables, GITS Table) at small scale",
                "scale": cfg.get("report", {}).get("scale", "default"), "config": config_label, "text": text,

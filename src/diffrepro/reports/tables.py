@@ -18,6 +18,7 @@ from . import SCHEMA_VERSION
 KEYS = ("dataset", "model", "sampler", "grid", "nfe")
 REQUIRED = (*KEYS, "seed")
 NOT_METRICS = (*REQUIRED, "nfe_measured")
+LABELS = ("feature_space", "fid_protocol")  # text columns of image rows (what each FID is), kept per cell
 SCHEMA_KEY = "diffrepro_schema_version"
 
 
@@ -51,6 +52,7 @@ def aggregate(df: pl.DataFrame) -> pl.DataFrame:
     """Mean and (sample) standard deviation over seeds, one row per cell; `<metric>_mean`, `<metric>_std`."""
     metrics = metric_columns(df)
     extra = [pl.col("nfe_measured").mean()] if "nfe_measured" in df.columns else []
+    extra += [pl.col(c).drop_nulls().first() for c in LABELS if c in df.columns]
     return (df.group_by(KEYS, maintain_order=True)
               .agg(*extra, pl.len().alias("n_seeds"),
                    *[pl.col(m).mean().alias(f"{m}_mean") for m in metrics],

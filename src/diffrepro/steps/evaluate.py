@@ -5,6 +5,8 @@ Inputs (written by `diffrepro sample`): `S.npz` with one array per cell `GRID/nf
 `_reference.npz` with the reference PF-ODE solution `seedK` from the same initial noise. Output: a JSON list of rows
 {dataset, model, sampler, grid, nfe, nfe_measured, seed, wall_s, traj_rmse, <metric columns>} (every numeric
 column but the keys is read as a lower-is-better metric by the report, so sizes and notes go to the provenance).
+Image rows also carry two text labels: `feature_space` and `fid_protocol` (detector, sample count, reference split or
+file), so the report can say what each FID is.
 """
 from __future__ import annotations
 
@@ -52,6 +54,16 @@ class CellScorer:
         self.cuda = runtime.select_device(cfg.get("runtime")).type == "cuda"
         self.extractor = fd.make_extractor(self.space, self.cuda)
         self.ref_fid_stats = {"mu": refstats["fid_mu"].numpy(), "sigma": refstats["fid_sigma"].numpy()}
+        if refstats.get("features") is None:
+            self.notes.append(f"reference statistics of {dataset} come from a file (mu, sigma only): FID, no KID")
+
+    def protocol(self, n_samples: int) -> dict:
+        """Text labels of an image row: which detector, how many samples, against which reference."""
+        from .reference_stats import reference_label
+
+        detector = self.space.detector or self.space.extractor
+        return {"feature_space": self.space.name,
+                "fid_protocol": f"{detector}; {n_samples} samples vs {reference_label(self.refstats)}"}
 
     def __call__(self, samples) -> dict:
         from ..metrics import fidelity as fd
@@ -63,14 +75,17 @@ class CellScorer:
             return vector_metrics(samples, self.refstats["points"], m["swd_projections"], self.refstats["bandwidth"],
                                   seed=self.cfg["seed"])
         feats = fd.extract_features(samples, self.extractor, self.cuda, m["batch_size"])
-        size, note = fd.clamp_kid_subset(m["kid_subset_size"], len(samples), self.refstats["n"])
-        if note and note not in self.notes:
-            self.notes.append(note)
-            print(f"note: {note}", file=sys.stderr)
-        cols = fd.fidelity_metrics(feats, self.refstats["features"], self.ref_fid_stats, self.space, size,
+        ref_feats = self.refstats.get("features")
+        size = m["kid_subset_size"]
+        if ref_feats is not None:
+            size, note = fd.clamp_kid_subset(size, len(samples), self.refstats["n"])
+            if note and note not in self.notes:
+                self.notes.append(note)
+                print(f"note: {note}", file=sys.stderr)
+            self.kid_subset_sizes.add(size)
+        cols = fd.fidelity_metrics(feats, ref_feats, self.ref_fid_stats, self.space, size,
                                    m["kid_subsets"], m["isc"], self.cfg["seed"])
-        self.kid_subset_sizes.add(size)
-        return cols
+        return {**cols, **self.protocol(len(samples))}
 
 
 def load_cells(samples_path) -> dict:
@@ -146,6 +161,7 @@ def run(args) -> int:
     io.write_json(args.out, rows)
     io.write_provenance(args.out, cfg["metrics"], seed=cfg["seed"], model=args.model, sampler=args.sampler,
                         dataset=dataset, feature_space=refstats["feature_space"], cells=len(rows), notes=scorer.notes,
+                        fid_protocol=sorted({r["fid_protocol"] for r in rows if "fid_protocol" in r}),
                         n_samples=sorted(scorer.n_samples), kid_subset_size=sorted(scorer.kid_subset_sizes),
                         refstats_sha256=fd.sha256(args.refstats), samples_sha256=fd.sha256(args.samples))
     print(f"{args.model}/{args.sampler}: {len(rows)} cells scored in {time.perf_counter() - start:.1f} s → {args.out}")

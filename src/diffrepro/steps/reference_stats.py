@@ -3,6 +3,9 @@
 Image data: the test images' features in the dataset's feature space (`<dataset>_classifier` or `inception`,
 through torch-fidelity) and their FID statistics, with the sha256 of the weights that made them. Vector data: the raw
 test points and the RBF bandwidth (median heuristic on these points unless `metrics.mmd_bandwidth` is set).
+When `metrics.reference_stats[dataset]` names a `.npz` (`mu`, `sigma`; e.g. EDM's published `cifar10-32x32.npz`),
+those statistics are checked against the detector and used instead (no features, so FID but no KID).
+Every image payload records its `reference` (the split and its size, or the file and its sha256) for the report.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ FORMAT = "diffrepro-refstats/1"
 def configure(parser):
     add_params_arg(parser)
     parser.add_argument("--dataset", required=True, help="a key of the params file's `datasets` section")
-    parser.add_argument("--data", required=True, help="the dataset's data.npz (from `diffrepro prepare`)")
+    parser.add_argument("--data", help="the dataset's data.npz (from `diffrepro prepare`; not needed when "
+                                      "metrics.reference_stats names a statistics file)")
     parser.add_argument("--classifier", help="classifier.pt (datasets scored in the classifier feature space)")
     add_threads_arg(parser)
     parser.add_argument("--out", required=True, help="output file, e.g. results/refstats/D.pt")
@@ -40,9 +44,45 @@ def compute(cfg: dict, dataset: str, x_test, classifier=None) -> dict:
     cuda = runtime.select_device(cfg.get("runtime")).type == "cuda"
     feats = fd.extract_features(x_test, fd.make_extractor(space, cuda), cuda, cfg["metrics"]["batch_size"])
     stats = fd.fid_statistics(feats[space.layer("fid")])
-    return {**base, "feature_space": space.name, "extractor": space.extractor, "weights_path": space.weights_path,
-            "weights_sha256": fd.sha256(space.weights_path), "features": feats,
+    reference = {"kind": "split", "split": "test", "n": len(x_test)}
+    return {**base, **_space_fields(space), "features": feats, "reference": reference,
             "fid_mu": torch.from_numpy(stats["mu"]), "fid_sigma": torch.from_numpy(stats["sigma"])}
+
+
+def _space_fields(space) -> dict:
+    from ..metrics import fidelity as fd
+
+    return {"feature_space": space.name, "extractor": space.extractor, "detector": space.detector,
+            "weights_path": space.weights_path, "weights_sha256": fd.sha256(space.weights_path)}
+
+
+def from_file(cfg: dict, dataset: str, stats_file, classifier=None) -> dict:
+    """The refstats payload from a `.npz` of `mu`, `sigma` (validated against the dataset's detector)."""
+    import torch
+
+    from ..errors import UserError
+    from ..metrics import fidelity as fd
+
+    if fd.feature_kind(cfg, dataset) == "vector":
+        raise UserError(f"metrics.reference_stats.{dataset}: FID statistics need an image feature space, "
+                        f"but {dataset} is vector data")
+    space = fd.feature_space(cfg, dataset, classifier)
+    stats = fd.read_reference_npz(stats_file, fd.feature_dim(space))
+    reference = {"kind": "file", "path": str(stats_file), "sha256": fd.sha256(stats_file), "n": stats["n"]}
+    return {"format": FORMAT, "dataset": dataset, "n": stats["n"], **_space_fields(space), "features": None,
+            "reference": reference, "fid_mu": torch.from_numpy(stats["mu"]),
+            "fid_sigma": torch.from_numpy(stats["sigma"])}
+
+
+def reference_label(refstats: dict) -> str:
+    """'test split (10000 images)' or 'file cifar10-32x32.npz (sha256 1a2b3c4d5e6f)' for protocol labels."""
+    from pathlib import Path
+
+    ref = refstats.get("reference") or {"kind": "split", "split": "test", "n": refstats.get("n")}
+    if ref["kind"] == "file":
+        size = f", {ref['n']} images" if ref.get("n") else ""
+        return f"file {Path(ref['path']).name} (sha256 {ref['sha256'][:12]}{size})"
+    return f"{ref['split']} split ({ref['n']} images)"
 
 
 def load(path) -> dict:
@@ -66,11 +106,15 @@ def load(path) -> dict:
 
 def run(args) -> int:
     from .. import config, io
-    from ..metrics.spaces import check_weights_early
+    from ..errors import UserError
+    from ..metrics.spaces import check_weights_early, reference_stats_file
 
     cfg = config.load(args.params)
     section(cfg, "datasets", args.dataset, args.params)
     check_weights_early(cfg, args.dataset)  # fail fast: before torch is imported or any input is read
+    stats_file = reference_stats_file(cfg, args.dataset)
+    if not stats_file and not args.data:
+        raise UserError(f"reference-stats --dataset {args.dataset}: give --data (or set metrics.reference_stats)")
     import torch
 
     from ..metrics import fidelity as fd
@@ -79,12 +123,17 @@ def run(args) -> int:
     if fd.feature_kind(cfg, args.dataset) != "vector":
         fd.feature_space(cfg, args.dataset, args.classifier)  # missing classifier → UserError before any work
     limit_threads(cfg, args.threads)
-    (x_test,) = load_arrays(args.data, "x_test")
-    stats = compute(cfg, args.dataset, x_test, args.classifier)
+    if stats_file:
+        stats = from_file(cfg, args.dataset, stats_file, args.classifier)
+        source = {"stats_file": str(stats_file), "stats_sha256": stats["reference"]["sha256"]}
+    else:
+        (x_test,) = load_arrays(args.data, "x_test")
+        stats = compute(cfg, args.dataset, x_test, args.classifier)
+        source = {"data_sha256": fd.sha256(args.data)}
     io.write_with(args.out, lambda tmp: torch.save(stats, tmp))
     io.write_provenance(args.out, cfg["metrics"], seed=cfg["seed"], dataset=args.dataset,
-                        feature_space=stats["feature_space"], n=stats["n"], data_sha256=fd.sha256(args.data),
-                        weights_sha256=stats.get("weights_sha256"))
-    print(f"{args.dataset}: reference statistics of {stats['n']} test points in feature space "
-          f"'{stats['feature_space']}' → {args.out}")
+                        feature_space=stats["feature_space"], n=stats["n"], weights_sha256=stats.get("weights_sha256"),
+                        **source)
+    what = reference_label(stats) if "reference" in stats else f"{stats['n']} test points"
+    print(f"{args.dataset}: reference statistics of {what} in feature space '{stats['feature_space']}' → {args.out}")
     return 0
