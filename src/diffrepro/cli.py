@@ -25,6 +25,9 @@ COMMANDS: dict[str, str] = {
     "report": "diffrepro.steps.report",
     "compare": "diffrepro.steps.compare",
     "validate": "diffrepro.steps.validate_params",
+    "assets datasets": "diffrepro.steps.assets_datasets",
+    # real data
+    "real section": "diffrepro.steps.real_section",
     # natural inference
     "ni matrix": "diffrepro.steps.ni_matrix",
     "ni study": "diffrepro.steps.ni_study",
