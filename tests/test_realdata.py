@@ -120,6 +120,8 @@ def test_trend_verdicts_and_high_order_rows():
     assert nfes == [4, 8, 16]
     assert rows == [["heun", "edm", 9.0, 5.0, 2.0, "falls"], ["unipc", "edm", 3.0, 4.0, 5.0, "does not fall"]]
     assert "1 of 2" in realdata.trend_summary(rows) and "`unipc` on `edm`" in realdata.trend_summary(rows)
+    _, rows = realdata.nfe_rows(cells, reference=5.5)  # unipc rises away from 3 but towards the converged 5.5
+    assert rows[1][-2:] == ["does not fall", "falls"] and rows[0][-2:] == ["falls", "does not fall"]
 
 
 def test_real_section_labels_detector_samples_and_split():
@@ -139,3 +141,37 @@ def test_real_section_labels_detector_samples_and_split():
     fid_table = sec["tables"][1]
     assert "300 generated samples" in fid_table["caption"] and "10000-image test split" in fid_table["caption"]
     assert fid_table["rows"] == [["heun", "logsnr", 80.0, 40.0, "falls"]]
+
+
+# Feature space of the end-to-end run's FID columns. SWITCH (one line, once the TorchScript Inception extractor is
+# merged): "classifier" → "inception_ts".
+E2E_FEATURE_EXTRACTOR = "classifier"
+
+
+@pytest.mark.slow
+def test_real_smoke_pipeline_end_to_end(fashion_root, tmp_path):
+    """Real files → train a few hundred steps → a few sampler cells → FID against the real test split → report."""
+    import json
+
+    import polars as pl
+    from conftest import copy_worktree, run_snakemake
+
+    ws = copy_worktree(ROOT, tmp_path / "repo")
+    cfg = yaml.safe_load((ws / "params" / "real_smoke.yaml").read_text())
+    cfg["metrics"]["feature_extractor"]["fashion"] = E2E_FEATURE_EXTRACTOR
+    (ws / "params" / "real_e2e.yaml").write_text(yaml.safe_dump(cfg))
+    r = run_snakemake(ws, "--configfile", "params/real_e2e.yaml", timeout=1200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+
+    meta = json.loads((ws / "results/data/fashion/data.json").read_text())
+    assert meta["source"] == "torchvision.datasets.FashionMNIST" and meta["raw_files"]["md5"]
+    df = pl.read_parquet(ws / "results/tables/metrics.parquet")
+    fid = [c for c in df.columns if c.startswith("fid_")]
+    assert len(fid) == 1 and df.height == len(cfg["sampling"]["samplers"]) * len(cfg["sampling"]["nfe"])
+    assert df[fid[0]].is_finite().all() and (df[fid[0]] > 0).all()
+    (space,) = json.loads((ws / "results/real/fashion/anchors.json").read_text())
+    assert space["n_reference"] == cfg["datasets"]["fashion"]["n_test"]
+    assert space["anchors"]["noise"]["fid"] > 5 * space["anchors"]["train"]["fid"]  # real images ≪ noise
+    report = (ws / "reports/report.md").read_text()
+    assert "Real data: Fashion-MNIST FID against the real test split" in report
+    assert f"{cfg['sampling']['n_samples']} generated samples per cell" in report and "test split" in report

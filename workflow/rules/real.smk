@@ -12,7 +12,8 @@ def _real_inputs(wc):
     models = [m for m in SWEEP_MODELS if dataset_of(m) == wc.dataset]
     inputs = {"data": f"results/data/{wc.dataset}/data.npz", "refstats": f"results/refstats/{wc.dataset}.pt",
               "metrics": "results/tables/metrics_agg.parquet",
-              "classifier": f"results/classifiers/{wc.dataset}/classifier.pt"}
+              "classifier": f"results/classifiers/{wc.dataset}/classifier.pt",
+              "reference": expand("results/samples/{model}/_reference.npz", model=models)}
     if feature_kind(config, wc.dataset) != "classifier":  # the classifier space is scored from the sample files
         inputs["samples"] = expand("results/samples/{model}/{sampler}.npz", model=models,
                                    sampler=SAMPLERS + [s for s in EXTRA_SAMPLERS if s not in SAMPLERS])
@@ -43,6 +44,7 @@ if REAL_DATASETS:
         shell:
             "{params.cli} real section --params {params.cfg} --dataset {wildcards.dataset} --data {input.data}"
             " --refstats {input.refstats} --classifier {input.classifier} --metrics {input.metrics} {params.samples}"
+            " --reference {input.reference}"
             " --out-dir results/real/{wildcards.dataset} --config-name {params.config_name}"
             " --threads {threads} > {log} 2>&1"
 

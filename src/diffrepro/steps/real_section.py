@@ -21,6 +21,8 @@ def configure(parser):
     parser.add_argument("--metrics", required=True, help="results/tables/metrics_agg.parquet")
     parser.add_argument("--samples", nargs="*", default=[], help="results/samples/<model>/<sampler>.npz of the "
                                                                   "dataset's models (for the classifier space)")
+    parser.add_argument("--reference", nargs="*", default=[], help="results/samples/<model>/_reference.npz: the "
+                                                                    "converged PF-ODE solution each FID should approach")
     parser.add_argument("--out-dir", required=True, help="folder for anchors.json and section.json")
     parser.add_argument("--config-name", default=None, help="params file name shown in the report")
     add_threads_arg(parser)
@@ -62,6 +64,23 @@ def sample_cells(scorer, paths: list[str]) -> dict[str, list[dict]]:
     return out
 
 
+def reference_fids(scorer, paths: list[str]) -> dict[str, float]:
+    """Per model: FID of the high-accuracy PF-ODE solution from the sweep's initial noises (first seed)."""
+    import numpy as np
+    import torch
+
+    from ..errors import UserError
+
+    out = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise UserError(f"missing input file: {path}")
+        with np.load(path, allow_pickle=False) as ref:
+            key = sorted(ref.files)[0]
+            out[Path(path).parent.name] = float(scorer(torch.from_numpy(ref[key]))[f"fid_{scorer.space.name}"])
+    return out
+
+
 def run(args) -> int:
     from .. import config, io
     from ..errors import UserError
@@ -95,7 +114,7 @@ def run(args) -> int:
     own = CellScorer(cfg, args.dataset, refstats, args.classifier)
     n = min(n_samples, len(x_train))
     spaces = [{"name": own.space.name, "extractor": own.space.extractor, "dim": int(refstats["fid_mu"].shape[0]),
-               "n_samples": n_samples, "n_reference": int(refstats["n"]), "anchors": anchors(own, x_train, n, cfg["seed"]),
+               "n_samples": n_samples, "n_reference": int(refstats["n"]), "anchors": anchors(own, x_train, n, cfg["seed"]), "reference": reference_fids(own, args.reference),
                "cells": {m: realdata.cells_from_agg(agg, m, f"fid_{own.space.name}") for m in models}}]
     if feature_kind(cfg, args.dataset) != "classifier" and args.classifier:
         cfg_clf = copy.deepcopy(cfg)
@@ -104,7 +123,8 @@ def run(args) -> int:
         clf = CellScorer(cfg_clf, args.dataset, ref_clf, args.classifier)
         spaces.append({"name": clf.space.name, "extractor": clf.space.extractor, "dim": int(ref_clf["fid_mu"].shape[0]),
                        "n_samples": n_samples, "n_reference": int(ref_clf["n"]),
-                       "anchors": anchors(clf, x_train, n, cfg["seed"]), "cells": sample_cells(clf, args.samples)})
+                       "anchors": anchors(clf, x_train, n, cfg["seed"]), "reference": reference_fids(clf, args.reference),
+                       "cells": sample_cells(clf, args.samples)})
     sec = realdata.build_section(dataset=args.dataset, kind=spec["kind"], models=models, split=split, spaces=spaces,
                                  config_label=args.config_name or args.params,
                                  scale=cfg.get("report", {}).get("scale", "default"))
