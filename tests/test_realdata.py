@@ -169,6 +169,9 @@ def test_real_smoke_pipeline_end_to_end(fashion_root, tmp_path):
     fid = [c for c in df.columns if c.startswith("fid_")]
     assert len(fid) == 1 and df.height == len(cfg["sampling"]["samplers"]) * len(cfg["sampling"]["nfe"])
     assert df[fid[0]].is_finite().all() and (df[fid[0]] > 0).all()
+    for sampler in cfg["sampling"]["samplers"]:  # the solvers converge to the PF-ODE reference as NFE grows
+        rmse = df.filter(pl.col("sampler") == sampler).sort("nfe")["traj_rmse"].to_list()
+        assert rmse[-1] < rmse[0], (sampler, rmse)
     (space,) = json.loads((ws / "results/real/fashion/anchors.json").read_text())
     assert space["n_reference"] == cfg["datasets"]["fashion"]["n_test"]
     assert space["anchors"]["noise"]["fid"] > 5 * space["anchors"]["train"]["fid"]  # real images ≪ noise
