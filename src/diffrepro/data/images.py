@@ -130,10 +130,8 @@ def torchvision_split(kind: str, root: str | None, download: bool, train: bool) 
     root = resolve_root(kind, root)
     if root is None:
         raise UserError(f"dataset '{kind}' needs `root` (a folder holding a torchvision copy, or where to download it)")
-    if kind in RAW_FILES and not missing_raw_files(kind, root):
-        verify_raw_files(kind, root)  # present: a wrong or truncated file fails here, naming it
-    elif kind in RAW_FILES and not download:
-        verify_raw_files(kind, root)  # names the first missing file
+    if kind in RAW_FILES and (not download or not missing_raw_files(kind, root)):
+        verify_raw_files(kind, root)  # a missing, truncated or altered file fails here, naming it
     cls = _torchvision_class(kind)
     try:
         ds = cls(root=str(root), train=train, download=False)
