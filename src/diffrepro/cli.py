@@ -28,6 +28,9 @@ COMMANDS: dict[str, str] = {
     "compare": "diffrepro.steps.compare",
     "validate": "diffrepro.steps.validate_params",
     "assets inception": "diffrepro.steps.assets_inception",
+    "assets datasets": "diffrepro.steps.assets_datasets",
+    # real data
+    "real section": "diffrepro.steps.real_section",
     # natural inference
     "ni matrix": "diffrepro.steps.ni_matrix",
     "ni study": "diffrepro.steps.ni_study",

@@ -71,7 +71,7 @@ def _images(kind: str, spec: dict, rng: np.random.Generator):
 SOURCES = {
     "toy2d": "synthetic (numpy)", "gaussian": "synthetic (numpy)", "gaussian_mixture": "synthetic (numpy)",
     "digits": "sklearn.datasets.load_digits", "mnist": "torchvision.datasets.MNIST",
-    "cifar10": "torchvision.datasets.CIFAR10",
+    "fashion_mnist": "torchvision.datasets.FashionMNIST", "cifar10": "torchvision.datasets.CIFAR10",
 }
 
 
@@ -96,6 +96,9 @@ def prepare(name: str, spec: dict, seed: int) -> tuple[dict, dict]:
         "known": {k: (np.asarray(v).tolist() if np.size(v) <= 1024 else {"npz_key": k, "shape": list(np.shape(v))})
                   for k, v in known.items()},
     }
+    if kind in images.RAW_FILES:  # the IDX files read, all verified against these MD5s before reading
+        meta["raw_files"] = {"folder": str(images.raw_dir(kind, images.resolve_root(kind, spec.get("root")))),
+                             "md5": dict(images.RAW_FILES[kind])}
     return arrays, meta
 
 

@@ -13,7 +13,7 @@ from .linear import BetaSchedule, LinearDiffusion
 from .network import build_network
 from .train import to_model_space
 
-LEVELS = {"digits": 17, "mnist": 256, "cifar10": 256}  # grey levels of the discrete image datasets
+LEVELS = {"digits": 17, "mnist": 256, "fashion_mnist": 256, "cifar10": 256}  # grey levels of the discrete image datasets
 
 
 def study_config(cfg: dict, dataset: str) -> dict:
