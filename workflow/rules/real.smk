@@ -32,6 +32,7 @@ if REAL_DATASETS:
             dataset="|".join(REAL_DATASETS),
         params:
             cli=DIFFREPRO,
+            code=step_code("real_section"),
             cfg=PARAMS,
             h=section_hash("seed", "metrics", "sampling"),
             config_name=CONFIG_LABEL,
