@@ -54,17 +54,19 @@ def plan(sampling: dict, sampler_name: str) -> tuple[list[dict], list[dict]]:
     from ..samplers import get_sampler
 
     spec = get_sampler(sampler_name)
-    opts = spec.merged_options(sampling.get("sampler_options", {}).get(sampler_name))
+    user_opts = sampling.get("sampler_options", {}).get(sampler_name)
+    opts = spec.merged_options(user_opts)
     afs, dz = bool(opts.get("afs")), bool(opts.get("denoise_to_zero"))
+    per_step = spec.evals_per_step(user_opts)
     cells, skipped = [], []
     for grid in resolve_grids(sampling, sampler_name):
         for nfe in sampling["nfe"]:
-            steps = spec.steps_for_nfe(nfe, afs, dz)
+            steps = spec.steps_for_nfe(nfe, options=user_opts)
             for seed in sampling["seeds"]:
                 key = f"{grid}/nfe{nfe}/seed{seed}"
                 if steps is None:
                     skipped.append({"key": key, "grid": grid, "nfe": nfe, "seed": seed,
-                                    "reason": f"{sampler_name} uses {spec.nfe_per_step} NFE per step "
+                                    "reason": f"{sampler_name} uses {per_step} NFE per step "
                                               f"(afs={afs}, denoise_to_zero={dz}): no whole number of steps"})
                 else:
                     cells.append({"key": key, "grid": grid, "nfe": nfe, "seed": seed, "steps": steps})
