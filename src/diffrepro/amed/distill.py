@@ -62,6 +62,31 @@ def _perturbed(decisions: dict[str, list[float]], key: str, k: int, delta: float
     return out
 
 
+class _Adam:
+    """Adam (Kingma & Ba 2015) on a parameter list; written out because `torch.optim` imports torch._dynamo, which
+    costs seconds of start-up for a predictor trained in seconds."""
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.betas, self.eps, self.t = list(params), lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.sub_(self.lr * (m / (1 - b1**self.t)) / ((v / (1 - b2**self.t)).sqrt() + self.eps))
+
+
 def distill(sampler: str, options: dict, denoiser, schedule, grid, x0, *, iterations: int = 60, lr: float = 0.05,
             teacher: str = "heun", teacher_points: int = 3, scale_dir: float = 0.0, scale_time: float = 0.0,
             seed: int = 0) -> tuple[AMEDPredictor, dict]:
@@ -83,7 +108,7 @@ def distill(sampler: str, options: dict, denoiser, schedule, grid, x0, *, iterat
     fixed = {k: v for k, v in options.items() if k not in ("r", "scale_dir", "scale_time")}
     loss_of = lambda dec: rollout_loss(spec, {**fixed, **dec}, denoiser, x0, grid, schedule, targets)  # noqa: E731
 
-    opt = torch.optim.Adam(predictor.parameters(), lr=lr)
+    opt = _Adam(predictor.parameters(), lr=lr)
     history, best = [], (math.inf, None, None)
     for it in range(int(iterations) + 1):
         dec_t = step_decisions(predictor, grid)
