@@ -17,7 +17,7 @@ import torch
 
 from ..samplers.registry import SamplerSpec, get_sampler
 from ..samplers.solvers import heun
-from .predictor import AMEDPredictor, as_options, step_decisions
+from .predictor import R_MIN, AMEDPredictor, as_options, step_decisions
 
 FD_STEP = 1e-3
 
@@ -57,7 +57,7 @@ def rollout_loss(spec, options, denoiser, x0, grid, schedule, targets) -> float:
 
 def _perturbed(decisions: dict[str, list[float]], key: str, k: int, delta: float) -> dict[str, list[float]]:
     out = {n: list(v) for n, v in decisions.items()}
-    lo, hi = (1e-4, 1 - 1e-4) if key == "r" else (-math.inf, math.inf)
+    lo, hi = (R_MIN, 1 - R_MIN) if key == "r" else (-math.inf, math.inf)
     out[key][k] = min(hi, max(lo, out[key][k] + delta))
     return out
 

@@ -17,6 +17,7 @@ from torch import nn
 FEATURE_DIM = 64
 EMBED_DIM = 8
 OUTPUTS = ("r", "scale_dir", "scale_time")
+R_MIN = 1e-4
 
 
 def sigma_embedding(sigma: float, channels: int = EMBED_DIM) -> torch.Tensor:
@@ -50,7 +51,7 @@ class AMEDPredictor(nn.Module):
                        self.embed_cur(sigma_embedding(sigma_cur)).expand(b, -1),
                        self.embed_next(sigma_embedding(sigma_next)).expand(b, -1)], dim=1)
         z = {k: head(h).squeeze(1) for k, head in self.heads.items()}
-        out = {"r": torch.sigmoid(z["r"])}
+        out = {"r": R_MIN + (1.0 - 2.0 * R_MIN) * torch.sigmoid(z["r"])}  # inside (0, 1) even when saturated
         for k in ("scale_dir", "scale_time"):
             if k in z:
                 out[k] = 1.0 + getattr(self, k) * torch.tanh(z[k])

@@ -1,7 +1,7 @@
 """Write the AMED report section: training losses, the chosen r per step (figure) and the r each sweep cell used.
 
 Example: diffrepro amed section --params P --predictors results/amed/*/*.pt \
-    --manifests results/samples/*/amed*.json --out-dir results/amed
+    --manifests results/samples/*/amed*.json --out-dir results/studies/amed
 """
 from __future__ import annotations
 
