@@ -48,6 +48,8 @@ def r_figure(summaries: list[dict], dest: Path) -> Path:
     for s in sorted(summaries, key=lambda s: (s["model"], s["sampler"], s["nfe"])):
         r = s["decisions"]["r"]
         ax.plot(range(1, len(r) + 1), r, marker="o", label=f"{s['model']} {s['sampler']} NFE {s['nfe']}")
+    longest = max((len(s["decisions"]["r"]) for s in summaries), default=1)
+    ax.set_xticks(range(1, longest + 1))
     ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="r = ½ (DPM-Solver-2 / midpoint split)")
     ax.set_xlabel("step i")
     ax.set_ylabel("chosen r")
