@@ -105,7 +105,8 @@ def distill(sampler: str, options: dict, denoiser, schedule, grid, x0, *, iterat
     else:  # the base solver on the finer grid: DPM-Solver-2 for AMED-Solver, the plugin's base for the plugin
         teach = get_sampler("dpm2" if spec.name == "amed" else spec.name[len("amed_plugin_"):]).bind({})
     targets = teacher_states(teach, denoiser, x0, grid, schedule, int(teacher_points))
-    fixed = {k: v for k, v in options.items() if k not in ("r", "scale_dir", "scale_time")}
+    # the loss compares states, so training never denoises to zero (the sweep may; the decisions are the same)
+    fixed = {**{k: v for k, v in options.items() if k not in ("r", "scale_dir", "scale_time")}, "denoise_to_zero": False}
     loss_of = lambda dec: rollout_loss(spec, {**fixed, **dec}, denoiser, x0, grid, schedule, targets)  # noqa: E731
 
     opt = _Adam(predictor.parameters(), lr=lr)
