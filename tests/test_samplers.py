@@ -134,23 +134,81 @@ def test_first_order_identities_float64():
 # NFE per K steps, GEO §2.10 (afs = False / True); +1 with denoise_to_zero.
 NFE_TABLE = {"euler": (1, 1), "ipndm": (1, 1), "ipndm_v": (1, 1), "deis": (1, 1), "dpmpp2m": (1, 1),
              "dpmpp3m": (1, 1), "unipc": (1, 1), "heun": (2, 2), "dpm2": (2, 2), "dpm3": (3, 3), "dpmpp2s": (2, 2),
-             "ddim": (1, 1), "ddpm": (1, 1), "ode_euler": (1, 1), "sde_euler": (1, 1), "flow_euler": (1, 1)}
+             "dpmpp3s": (3, 3), "ddim": (1, 1), "ddpm": (1, 1), "ode_euler": (1, 1), "sde_euler": (1, 1),
+             "flow_euler": (1, 1), "amed": (2, 2), "amed_plugin_ipndm": (2, 2), "amed_plugin_dpmpp3m": (2, 2),
+             "amed_plugin_euler": (2, 2), "amed_plugin_dpm2": (4, 4)}
+
+
+def _count(spec, options, steps):
+    """Denoiser calls of `spec` with `options` over `steps` steps of a logsnr grid, counted by the wrapper."""
+    sched = native_schedule(spec.coords, VP)
+    den = reschedule(GaussianDenoiser(MEAN, VAR, VP), VP, sched)
+    grid = convert_grid(make_grid("logsnr", VP, steps), VP, sched).tolist()
+    counter = CountingDenoiser(den)
+    spec.bind(options)(counter, eps0() * grid[0], grid, sched, TorchNoise(torch.Generator().manual_seed(0)))
+    return counter.nfe
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_nfe_counted_matches_table(name):
     per_step = NFE_TABLE[name][0]
     spec = get_sampler(name)
-    sched = native_schedule(spec.coords, VP)
-    den = reschedule(GaussianDenoiser(MEAN, VAR, VP), VP, sched)
     for steps, afs, dz in [(5, False, False), (5, True, False), (6, False, True), (1, True, True)]:
-        grid = convert_grid(make_grid("logsnr", VP, steps), VP, sched).tolist()
-        counter = CountingDenoiser(den)
-        noise = TorchNoise(torch.Generator().manual_seed(0))
-        spec.bind({"afs": afs, "denoise_to_zero": dz})(counter, eps0() * grid[0], grid, sched, noise)
+        counted = _count(spec, {"afs": afs, "denoise_to_zero": dz}, steps)
         expected = per_step * steps - afs + dz  # the GEO table: K (or 2K) − 1 with AFS, + 1 with denoise_to_zero
-        assert counter.nfe == expected == spec.nfe_for_steps(steps, afs, dz)
+        assert counted == expected == spec.nfe_for_steps(steps, afs, dz)
         assert spec.steps_for_nfe(expected, afs, dz) == steps
+        assert spec.steps_for_nfe(expected, options={"afs": afs, "denoise_to_zero": dz}) == steps
+
+
+# Every option a registry sampler accepts, with the values it may take. A new option must be added here, so every
+# (sampler, option) pair of the registry goes through the call counter.
+ORDER_VALUES = {"dpm_singlestep": (1, 2, 3), "dpmpp_multistep": (1, 2, 3), "deis": (0, 1, 2, 3), "unipc": (1, 2, 3)}
+OPTION_VALUES = {"eta": (0.0, 0.5, 1.0), "max_order": (1, 2, 3, 4), "lower_order_final": (True, False),
+                 "predict_x0": (True, False), "r1": (None, 0.4), "r2": (None, 0.7), "threshold": (False, True),
+                 "taylor_d2": (False, True), "variant": ("bh1", "bh2"), "r": (0.5, 0.3, [0.2, 0.4, 0.6]),
+                 "scale_dir": (1.0, 1.01), "scale_time": (1.0, 0.99), "afs": (False, True),
+                 "denoise_to_zero": (False, True)}
+
+
+def _option_cases(spec):
+    import inspect
+
+    fixed = {"denoiser", "x", "grid", "schedule", "noise", "trajectory"}
+    for key in inspect.signature(spec.fn).parameters:
+        if key in fixed:
+            continue
+        values = ORDER_VALUES[spec.fn.__name__] if key == "order" else OPTION_VALUES.get(key)
+        assert values is not None, f"{spec.name}: option '{key}' has no test values (add it to OPTION_VALUES)"
+        yield from ({key: v} for v in values)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_option_nfe_through_the_counter(name):
+    """`--nfe N` means N denoiser calls under every option: steps_for_nfe(N, options) steps, run through the counter,
+    make exactly N calls (with and without AFS / denoise_to_zero on top)."""
+    spec = get_sampler(name)
+    for case in _option_cases(spec):
+        for extra in ({}, {"afs": True}, {"denoise_to_zero": True}):
+            opts = {**case, **{k: v for k, v in extra.items() if k not in case}}
+            nfe = spec.nfe_for_steps(3, options=opts)
+            assert spec.steps_for_nfe(nfe, options=opts) == 3, (name, opts)
+            assert _count(spec, opts, 3) == nfe, (name, opts)
+            if spec.evals_per_step(opts) > 1:
+                assert spec.steps_for_nfe(nfe + 1, options=opts) is None, (name, opts)
+
+
+def test_dpmpp3s_is_dpmpp2s_with_order_3_and_counts_three_per_step():
+    """DPM-Solver++(3S) (r1 = ⅓, r2 = ⅔, NI §4.8): `dpmpp2s` with order = 3 is the same sampler, and both
+    now map NFE 24 to 8 steps (the order option changes the evaluations per step)."""
+    assert get_sampler("dpmpp3s").steps_for_nfe(24) == 8
+    assert get_sampler("dpmpp2s").steps_for_nfe(24, options={"order": 3}) == 8
+    assert get_sampler("dpmpp2s").steps_for_nfe(24) == 12
+    a = final_error("dpmpp3s", {}, "logsnr", 6)
+    b = final_error("dpmpp2s", {"order": 3}, "logsnr", 6)
+    assert a == b and a < final_error("dpmpp2s", {}, "logsnr", 6)
+    errs = [final_error("dpmpp3s", {}, "logsnr", k) for k in (32, 64, 128)]
+    assert abs(slope((32, 64, 128), errs) - 3) <= 0.3
 
 
 def test_nfe_to_steps_mapping():

@@ -40,6 +40,9 @@ COMMANDS: dict[str, str] = {
     # multivariate diffusions
     "mdm train": "diffrepro.steps.mdm_train",
     "mdm evaluate": "diffrepro.steps.mdm_evaluate",
+    # AMED predictors (GEO §3.3)
+    "amed train": "diffrepro.steps.amed_train",
+    "amed section": "diffrepro.steps.amed_section",
     # benchmarks (print figures; never asserted by timing tests)
     "bench optimal-denoiser": "diffrepro.bench.optimal_denoiser",
     "bench samplers": "diffrepro.bench.samplers",

@@ -195,3 +195,31 @@ def mdm_models(wildcards):
     study = MDM_STUDIES[wildcards.dataset]
     return expand("results/mdm/{dataset}/{diffusion}/seed{seed}/model.pt", dataset=wildcards.dataset,
                   diffusion=study["diffusions"], seed=study["seeds"])
+
+
+# --- AMED predictors (amed.smk) --------------------------------------------------------------------------------
+AMED_SWEEP = [s for s in SAMPLERS if s == "amed" or s.startswith("amed_plugin_")]
+
+
+def amed_nfe(model):
+    """NFE of sampling.amed.nfe that the model's sweep also runs (sampling.per_model may narrow the NFE list)."""
+    nfe = config["sampling"].get("per_model", {}).get(model, {}).get("nfe", config["sampling"]["nfe"])
+    return [n for n in config["sampling"].get("amed", {}).get("nfe", []) if n in nfe]
+
+
+def amed_predictor_files(model, sampler):
+    if sampler not in AMED_SWEEP:
+        return []
+    return [f"results/amed/{model}/{sampler}_nfe{n}.pt" for n in amed_nfe(model)]
+
+
+AMED_FILES = [p for m in SWEEP_MODELS for s in AMED_SWEEP for p in amed_predictor_files(m, s)]
+
+
+def amed_hash(wildcards):
+    """Rerun a predictor when its training settings, its sampler's options or the grids change."""
+    from diffrepro.config import config_hash
+
+    s = config["sampling"]
+    return config_hash([config["seed"], s.get("amed"), s.get("sampler_options", {}).get(wildcards.sampler),
+                        s.get("grid_options"), s.get("per_model", {}).get(wildcards.model, {}).get("grid_options")])

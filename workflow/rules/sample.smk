@@ -13,6 +13,8 @@ wildcard_constraints:
 rule sample:
     input:
         model="results/models/{model}/model.pt",
+        # AMED samplers: the model's trained predictors (amed.smk); none for every other sampler
+        amed=lambda wc: amed_predictor_files(wc.model, wc.sampler),
     output:
         npz="results/samples/{model}/{sampler}.npz",
         manifest="results/samples/{model}/{sampler}.json",
@@ -21,6 +23,7 @@ rule sample:
         code=step_code("sample"),
         cfg=PARAMS,
         h=section_hash("seed", "runtime", "sampling"),
+        amed=lambda wc, input: " ".join(f"--amed-predictor {p}" for p in input.amed),
     log:
         "logs/sample/{model}/{sampler}.log",
     benchmark:
@@ -28,7 +31,7 @@ rule sample:
     threads: 1
     shell:
         "{params.cli} sample --params {params.cfg} --model {wildcards.model} --sampler {wildcards.sampler} "
-        "--checkpoint {input.model} --out {output.npz} --threads {threads} --no-progress 2> {log}"
+        "--checkpoint {input.model} --out {output.npz} {params.amed} --threads {threads} --no-progress 2> {log}"
 
 
 rule reference:

@@ -126,9 +126,10 @@ def trace_sampler(name: str, schedule: Schedule, nfe: int, grid: str | None = No
 
     spec = get_sampler(name)
     opts = spec.merged_options(options)
-    steps = spec.steps_for_nfe(nfe, opts.get("afs", False), opts.get("denoise_to_zero", False))
+    steps = spec.steps_for_nfe(nfe, options=options)
     if steps is None:
-        raise UserError(f"sampler '{name}' cannot make exactly {nfe} denoiser calls ({spec.nfe_per_step} per step)")
+        raise UserError(f"sampler '{name}' cannot make exactly {nfe} denoiser calls ({spec.evals_per_step(options)} "
+                        f"per step, afs={bool(opts.get('afs'))}, denoise_to_zero={bool(opts.get('denoise_to_zero'))})")
     grid_name = grid or spec.default_grid
     model_grid = make_grid(grid_name, schedule, steps, **(grid_options or {}))
     native = native_schedule(spec.coords, schedule)

@@ -2,8 +2,10 @@
 
 Coordinates: "model" = the model's own schedule (DDPM/DDIM/NI's ODE and SDE Euler), "edm" = VE coordinates t = σ_ve
 (the GEO toolbox samplers), "flow" = rectified-flow time (flow Euler). The sweep reschedules the denoiser and the grid
-into them. NFE n → K steps: n = nfe_per_step·K − [afs] + [denoise_to_zero] (GEO §2.10); an n with no integer K is
-skipped, never rounded.
+into them. NFE n → K steps: n = e·K − [afs] + [denoise_to_zero] (GEO §2.10), where e = the evaluations per step
+under the options in force (`evals_per_step`: e.g. `order` of a singlestep DPM-Solver, the base of an AMED-Plugin);
+an n with no integer K is skipped, never rounded. The call counter (`CountingDenoiser`) is the judge: every
+(sampler, option) pair is run through it in tests/test_samplers.py.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import UserError
+from . import amed as A
 from . import solvers as S
 
 
@@ -26,16 +29,34 @@ class SamplerSpec:
     default_grid: str
     stochastic: bool = False
     options: dict = field(default_factory=dict)
+    # evaluations per step as a function of the merged options (None: always `nfe_per_step`)
+    per_step_rule: Callable[[dict], int] | None = None
 
-    def steps_for_nfe(self, nfe: int, afs: bool = False, denoise_to_zero: bool = False) -> int | None:
-        """K steps realising exactly `nfe` denoiser calls, or None if no integer K does."""
-        n = int(nfe) + int(bool(afs)) - int(bool(denoise_to_zero))
-        if n < self.nfe_per_step or n % self.nfe_per_step:
+    def evals_per_step(self, options: dict | None = None) -> int:
+        """Denoiser calls per step with `options` (user options, merged over the fixed ones)."""
+        opts = self.merged_options(options)
+        return int(self.per_step_rule(opts)) if self.per_step_rule else self.nfe_per_step
+
+    def _accounting(self, afs, denoise_to_zero, options) -> tuple[int, bool, bool]:
+        opts = self.merged_options(options)
+        afs = bool(opts.get("afs", False)) if afs is None else bool(afs)
+        dz = bool(opts.get("denoise_to_zero", False)) if denoise_to_zero is None else bool(denoise_to_zero)
+        return self.evals_per_step(options), afs, dz
+
+    def steps_for_nfe(self, nfe: int, afs: bool | None = None, denoise_to_zero: bool | None = None, *,
+                      options: dict | None = None) -> int | None:
+        """K steps realising exactly `nfe` denoiser calls with `options`, or None if no integer K does.
+        `afs` / `denoise_to_zero` given explicitly win over the options' values."""
+        per_step, afs, dz = self._accounting(afs, denoise_to_zero, options)
+        n = int(nfe) + int(afs) - int(dz)
+        if n < per_step or n % per_step:
             return None
-        return n // self.nfe_per_step
+        return n // per_step
 
-    def nfe_for_steps(self, steps: int, afs: bool = False, denoise_to_zero: bool = False) -> int:
-        return self.nfe_per_step * steps - int(bool(afs)) + int(bool(denoise_to_zero))
+    def nfe_for_steps(self, steps: int, afs: bool | None = None, denoise_to_zero: bool | None = None, *,
+                      options: dict | None = None) -> int:
+        per_step, afs, dz = self._accounting(afs, denoise_to_zero, options)
+        return per_step * steps - int(afs) + int(dz)
 
     def bind(self, user_options: dict | None = None) -> Callable:
         """The sampler function with the fixed options and validated user options applied."""
@@ -55,7 +76,13 @@ class SamplerSpec:
 
 def _spec(name, fn, coords, per_step, design_order, variable, grid, **kw):
     stochastic = kw.pop("stochastic", False)
-    return SamplerSpec(name, fn, coords, per_step, design_order, variable, grid, stochastic, kw)
+    rule = kw.pop("per_step_rule", None)
+    return SamplerSpec(name, fn, coords, per_step, design_order, variable, grid, stochastic, kw, rule)
+
+
+def _by_order(opts: dict) -> int:
+    """Singlestep DPM-Solver(++)-k: k evaluations per step (NI §4.7–4.8)."""
+    return int(opts.get("order", 1))
 
 
 SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in [
@@ -66,16 +93,33 @@ SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in [
     _spec("flow_euler", S.ddim, "flow", 1, 1, "flow t", "uniform_t", eta=0.0),
     _spec("euler", S.euler, "edm", 1, 1, "σ (EDM ρ grid)", "edm"),
     _spec("heun", S.heun, "edm", 2, 2, "σ (EDM ρ grid)", "edm"),
-    _spec("dpm2", S.dpm_singlestep, "edm", 2, 2, "λ", "logsnr", order=2, predict_x0=False),
-    _spec("dpm3", S.dpm_singlestep, "edm", 3, 3, "λ", "logsnr", order=3, predict_x0=False),
-    _spec("dpmpp2s", S.dpm_singlestep, "edm", 2, 2, "λ", "logsnr", order=2, predict_x0=True),
+    _spec("dpm2", S.dpm_singlestep, "edm", 2, 2, "λ", "logsnr", order=2, predict_x0=False, per_step_rule=_by_order),
+    _spec("dpm3", S.dpm_singlestep, "edm", 3, 3, "λ", "logsnr", order=3, predict_x0=False, per_step_rule=_by_order),
+    _spec("dpmpp2s", S.dpm_singlestep, "edm", 2, 2, "λ", "logsnr", order=2, predict_x0=True, per_step_rule=_by_order),
+    _spec("dpmpp3s", S.dpm_singlestep, "edm", 3, 3, "λ", "logsnr", order=3, predict_x0=True, per_step_rule=_by_order),
     _spec("dpmpp2m", S.dpmpp_multistep, "edm", 1, 2, "λ", "logsnr", order=2),
     _spec("dpmpp3m", S.dpmpp_multistep, "edm", 1, 2, "λ (published 3M update; taylor_d2=True: 3)", "logsnr", order=3),
     _spec("deis", S.deis, "edm", 1, 4, "τ (fitted VP time), measured on logsnr", "time_uniform", order=3),
     _spec("ipndm", S.ipndm, "edm", 1, 2, "σ on non-uniform grids (4 only on uniform grids)", "edm", max_order=4),
     _spec("ipndm_v", S.ipndm_v, "edm", 1, 3, "σ (EDM ρ grid)", "edm", max_order=4),
     _spec("unipc", S.unipc, "edm", 1, 4, "λ (UniPC-3 + corrector = 4)", "logsnr", order=3, variant="bh2"),
+    # AMED (GEO §3.3): the decisions r / scale_dir / scale_time are options (fixed or from a trained predictor)
+    _spec("amed", A.amed_solver, "edm", 2, 2, "λ (r = ½, c = g = 1: DPM-Solver-2)", "logsnr"),
 ]}
+
+AMED_PLUGIN_BASES = ("ipndm", "dpmpp3m", "euler", "dpm2")
+
+
+def _plugin_spec(base: SamplerSpec) -> SamplerSpec:
+    """AMED-Plugin on `base`: each base interval becomes two base steps, so 2× the base's evaluations per interval."""
+    per_interval = 2 * base.evals_per_step()
+    fn = A.make_plugin(base.fn, dict(base.options), base.name)
+    return SamplerSpec(f"amed_plugin_{base.name}", fn, base.coords, per_interval, base.order,
+                       f"{base.variable} (split grid)", base.default_grid)
+
+
+SAMPLERS.update({f"amed_plugin_{b}": _plugin_spec(SAMPLERS[b]) for b in AMED_PLUGIN_BASES})
+AMED_SAMPLERS = ("amed",) + tuple(f"amed_plugin_{b}" for b in AMED_PLUGIN_BASES)
 
 
 def get_sampler(name: str) -> SamplerSpec:

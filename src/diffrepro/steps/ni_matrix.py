@@ -55,13 +55,14 @@ def run(args):
         raise UserError(f"--out must end in .npz, got {args.out}")
     schedule = make_schedule(args.schedule, **_key_values(args.schedule_option, "--schedule-option"))
     spec = get_sampler(args.sampler)
-    nfe = args.nfe if args.nfe is not None else spec.nfe_for_steps(args.steps)
+    options = _key_values(args.option, "--option")
+    nfe = args.nfe if args.nfe is not None else spec.nfe_for_steps(args.steps, options=options)
     if nfe < 1:
         raise UserError(f"--steps/--nfe must be positive, got {nfe}")
     try:
         m = trace_sampler(args.sampler, schedule, nfe, grid=args.grid,
                           grid_options=_key_values(args.grid_option, "--grid-option"),
-                          **_key_values(args.option, "--option"))
+                          **options)
     except (TypeError, ValueError) as exc:
         raise UserError(f"cannot trace sampler '{args.sampler}': {exc}") from None
     out = Path(args.out)

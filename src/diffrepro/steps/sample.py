@@ -26,6 +26,9 @@ def configure(parser):
     what.add_argument("--reference", action="store_true", help="high-accuracy PF-ODE reference solution")
     parser.add_argument("--checkpoint", required=True, help="results/models/M/model.pt")
     parser.add_argument("--out", required=True, help="results/samples/M/S.npz (S.json is written beside it)")
+    parser.add_argument("--amed-predictor", action="append", default=[], metavar="FILE",
+                        help="AMED predictor (`amed train` output) for an AMED sampler; one per NFE. Given any, the "
+                             "AMED cells at other NFE are skipped")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.num_threads wins)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -54,17 +57,19 @@ def plan(sampling: dict, sampler_name: str) -> tuple[list[dict], list[dict]]:
     from ..samplers import get_sampler
 
     spec = get_sampler(sampler_name)
-    opts = spec.merged_options(sampling.get("sampler_options", {}).get(sampler_name))
+    user_opts = sampling.get("sampler_options", {}).get(sampler_name)
+    opts = spec.merged_options(user_opts)
     afs, dz = bool(opts.get("afs")), bool(opts.get("denoise_to_zero"))
+    per_step = spec.evals_per_step(user_opts)
     cells, skipped = [], []
     for grid in resolve_grids(sampling, sampler_name):
         for nfe in sampling["nfe"]:
-            steps = spec.steps_for_nfe(nfe, afs, dz)
+            steps = spec.steps_for_nfe(nfe, options=user_opts)
             for seed in sampling["seeds"]:
                 key = f"{grid}/nfe{nfe}/seed{seed}"
                 if steps is None:
                     skipped.append({"key": key, "grid": grid, "nfe": nfe, "seed": seed,
-                                    "reason": f"{sampler_name} uses {spec.nfe_per_step} NFE per step "
+                                    "reason": f"{sampler_name} uses {per_step} NFE per step "
                                               f"(afs={afs}, denoise_to_zero={dz}): no whole number of steps"})
                 else:
                     cells.append({"key": key, "grid": grid, "nfe": nfe, "seed": seed, "steps": steps})
@@ -141,6 +146,33 @@ def _coordinate_problem(coords: str, schedule, grid) -> str | None:
     return None
 
 
+def _amed_predictors(args) -> dict:
+    """NFE → (path, predictor) from `--amed-predictor` files, checked against the model and sampler."""
+    from ..amed import load_predictor
+    from ..errors import UserError
+
+    out = {}
+    for path in args.amed_predictor:
+        predictor, payload = load_predictor(path)
+        if payload["sampler"] != args.sampler or payload["model"] != args.model:
+            raise UserError(f"{path} is a predictor for {payload['model']}/{payload['sampler']}, not "
+                            f"{args.model}/{args.sampler}")
+        if payload["nfe"] in out:
+            raise UserError(f"two AMED predictors for NFE {payload['nfe']}: {out[payload['nfe']][0]} and {path}")
+        out[payload["nfe"]] = (path, predictor)
+    return out
+
+
+def _amed_decisions(predictor, sampler: str, schedule, grid) -> dict:
+    """The predictor's decisions (one float per step) on a cell's grid in the sampler's coordinates."""
+    from ..amed import decisions_for
+    from ..samplers import convert_grid, get_sampler
+    from ..samplers.sweep import native_schedule
+
+    native = native_schedule(get_sampler(sampler).coords, schedule)
+    return decisions_for(predictor, convert_grid(grid, schedule, native).tolist())
+
+
 def run_sampler(cfg, args) -> int:
     import numpy as np
 
@@ -153,6 +185,14 @@ def run_sampler(cfg, args) -> int:
     get_sampler(args.sampler)
     options = sampling.get("sampler_options", {}).get(args.sampler)
     cells, skipped = plan(sampling, args.sampler)
+    predictors = _amed_predictors(args)
+    if args.amed_predictor and not args.sampler.startswith("amed"):
+        raise UserError(f"--amed-predictor is for AMED samplers, not '{args.sampler}'")
+    if predictors:  # a learned sampler runs only where it was trained
+        skipped += [{**{k: c[k] for k in ("key", "grid", "nfe", "seed")},
+                     "reason": f"no AMED predictor for NFE {c['nfe']} (sampling.amed.nfe)"}
+                    for c in cells if c["nfe"] not in predictors]
+        cells = [c for c in cells if c["nfe"] in predictors]
     denoiser, schedule, shape, device = _load(cfg, args)
     gits, gits_state = _gits_builder(sampling, cfg, denoiser, schedule, shape, device)
     grid_opts = sampling.get("grid_options", {})
@@ -174,7 +214,12 @@ def run_sampler(cfg, args) -> int:
             skipped.append({**{k: cell[k] for k in ("key", "grid", "nfe", "seed")}, "reason": reason})
             bar.update(1)
             continue
-        out, rec = run_cell(denoiser, schedule, args.sampler, grid, noises[cell["seed"]], options=options,
+        amed = {}
+        if cell["nfe"] in predictors:
+            path, predictor = predictors[cell["nfe"]]
+            amed = {"amed": {"predictor": str(path), **_amed_decisions(predictor, args.sampler, schedule, grid)}}
+        cell_options = {**(options or {}), **{k: v for k, v in amed.get("amed", {}).items() if k != "predictor"}}
+        out, rec = run_cell(denoiser, schedule, args.sampler, grid, noises[cell["seed"]], options=cell_options,
                             sde_seed=noise_seed(cfg["seed"], cell["seed"]) + 1, batch_size=sampling["batch_size"])
         arrays[cell["key"]] = out.detach().cpu().float().numpy()
         records.append({"key": cell["key"], "grid": cell["grid"], "nfe": cell["nfe"],
@@ -185,7 +230,7 @@ def run_sampler(cfg, args) -> int:
                         **({"sde_seed": noise_seed(cfg["seed"], cell["seed"]) + 1}
                            if get_sampler(args.sampler).stochastic else {}),
                         **({"gits_indices": gits_state["gits"].indices[cell["steps"]]} if cell["grid"] == "gits"
-                           else {})})
+                           else {}), **amed})
         bar.update(1)
     bar.close()
     out_path = Path(args.out)

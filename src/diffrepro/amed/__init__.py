@@ -1,0 +1,45 @@
+"""AMED predictors (GEO §3.3): the tiny network that chooses each step's intermediate time (`predictor`) and its
+distillation training (`distill`). The step rule itself is pure and lives in `diffrepro.samplers.amed`.
+
+Artifact (`save_predictor` / `load_predictor`): a torch file with the predictor's weights and config, the sampler, NFE
+and options it was trained for, and the training summary (loss history, decisions on the training grid).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .predictor import AMEDPredictor, as_options, step_decisions
+
+__all__ = ["AMEDPredictor", "as_options", "step_decisions", "save_predictor", "load_predictor", "decisions_for"]
+
+FORMAT = "diffrepro-amed-predictor/1"
+
+
+def predictor_payload(predictor: AMEDPredictor, summary: dict, *, model: str, nfe: int) -> dict:
+    return {"format": FORMAT, "model": model, "sampler": summary["sampler"], "nfe": int(nfe),
+            "config": predictor.config(), "state_dict": predictor.state_dict(), "summary": summary}
+
+
+def load_predictor(path: str | Path) -> tuple[AMEDPredictor, dict]:
+    """(predictor, payload) from an `amed train` file; UserError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"AMED predictor file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
+        raise UserError(f"{path}: not a readable AMED predictor file ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path}: not an AMED predictor file (expected format '{FORMAT}')")
+    predictor = AMEDPredictor(**payload["config"])
+    predictor.load_state_dict(payload["state_dict"])
+    return predictor.eval(), payload
+
+
+def decisions_for(predictor: AMEDPredictor, sigmas) -> dict[str, list[float]]:
+    """The predictor's decisions (sampler options, one float per step) on the σ grid `sigmas`."""
+    with torch.no_grad():
+        return as_options(step_decisions(predictor, [float(s) for s in sigmas]))

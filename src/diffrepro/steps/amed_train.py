@@ -1,0 +1,63 @@
+"""Train an AMED predictor (GEO §3.3) for one (model, AMED sampler, NFE) by distillation from a finer-grid teacher.
+
+Example: diffrepro amed train --params P --model digits --solver amed --nfe 4 \
+    --checkpoint results/models/digits/model.pt --out results/amed/digits/amed_nfe4.pt
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import add_params_arg, section
+
+
+def configure(parser):
+    add_params_arg(parser)
+    parser.add_argument("--model", required=True, help="a key of the params file's `models` section")
+    parser.add_argument("--solver", required=True, help="amed or amed_plugin_<base> (ipndm, dpmpp3m, euler, dpm2)")
+    parser.add_argument("--nfe", required=True, type=int, help="denoiser calls the predictor is trained for")
+    parser.add_argument("--checkpoint", required=True, help="results/models/M/model.pt")
+    parser.add_argument("--out", required=True, help="results/amed/M/S_nfeN.pt")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.num_threads wins)")
+
+
+def load_model(cfg, args):
+    """(denoiser in the model's coordinates, model schedule, data shape, device): the one place this step loads a
+    model (the model-source seam replaces it)."""
+    from .. import runtime, training
+    from ..errors import UserError
+
+    spec_cfg = section(cfg, "models", args.model, args.params)
+    runtime.set_num_threads(cfg.get("runtime"), args.threads)
+    device = runtime.select_device(cfg.get("runtime"))
+    net, spec = training.load_model(args.checkpoint, device=device)
+    if spec.get("dataset") != spec_cfg.get("dataset"):
+        raise UserError(f"{args.checkpoint} was trained for dataset '{spec.get('dataset')}', but params model "
+                        f"'{args.model}' uses '{spec_cfg.get('dataset')}'")
+    return training.model_denoiser(net, spec), training.schedule_from_spec(spec), list(net.data_shape), device
+
+
+def run(args) -> int:
+    import torch
+
+    from .. import config, io
+    from ..amed import predictor_payload
+    from ..amed.fit import check_request, fit_predictor
+    from ..samplers.sweep import model_sampling
+
+    cfg = config.load(args.params)
+    section(cfg, "models", args.model, args.params)
+    sampling = model_sampling(cfg, args.model)
+    check_request(sampling, args.solver, args.nfe)  # a bad solver or NFE fails before the model is loaded
+    denoiser, schedule, shape, device = load_model(cfg, args)
+    predictor, summary = fit_predictor(denoiser, schedule, shape, sampling, args.model, args.solver, args.nfe,
+                                       cfg["seed"], device)
+    out = Path(args.out)
+    io.ensure_writable_dir(out.parent)
+    io.write_with(out, lambda tmp: torch.save(predictor_payload(predictor, summary, model=args.model, nfe=args.nfe), tmp))
+    io.write_json(out.with_suffix(".json"), summary)
+    io.write_provenance(out, sampling.get("amed", {}), seed=cfg["seed"], model=args.model, sampler=args.solver,
+                        nfe=args.nfe)
+    print(f"amed train {args.model}/{args.solver} NFE {args.nfe}: loss {summary['loss_initial']:.4g} (r = ½) → "
+          f"{summary['loss_final']:.4g}, r = {[round(r, 3) for r in summary['decisions']['r']]} in "
+          f"{summary['train_wall_s']:.1f} s → {out}")
+    return 0
