@@ -18,6 +18,7 @@ if AMED_FILES:
             nfe=r"\d+",
         params:
             cli=DIFFREPRO,
+            code=step_code("amed_train"),
             cfg=PARAMS,
             h=amed_hash,
         log:
@@ -37,6 +38,7 @@ if AMED_FILES:
             section="results/studies/amed/section.json",
         params:
             cli=DIFFREPRO,
+            code=step_code("amed_section"),
             cfg=PARAMS,
             h=section_hash("sampling"),
         log:

@@ -149,6 +149,24 @@ def check_matches_params(model: LoadedModel, path, params_spec: dict, name: str)
                         f"'{name}' names {wanted.get('kind')} {wanted.get('path')}: rerun `diffrepro import-model`")
 
 
+def load_for_params(cfg: dict, name: str, path: str | Path, source_label: str = "params",
+                    threads: int | None = None) -> LoadedModel:
+    """The model file of params model `name` on the runtime's device (threads set first), refused unless it was made
+    for that entry: same dataset, same training spec or the same published source."""
+    from .. import runtime
+
+    if name not in cfg.get("models", {}):
+        raise UserError(f"{source_label}: '{name}' is not a key of 'models' (known: {sorted(cfg.get('models', {}))})")
+    spec = cfg["models"][name]
+    runtime.set_num_threads(cfg.get("runtime"), threads)
+    model = load_model(path, device=runtime.select_device(cfg.get("runtime")))
+    if model.info.get("dataset") != spec.get("dataset"):
+        raise UserError(f"{path} was made for dataset '{model.info.get('dataset')}', but params model '{name}' uses "
+                        f"'{spec.get('dataset')}'")
+    check_matches_params(model, path, spec, name)
+    return model
+
+
 def load_model(path: str | Path, device="cpu") -> LoadedModel:
     """The model behind `results/models/<m>/model.pt`: trained weights or an imported published checkpoint."""
     from ..training.state import read_torch_file

@@ -21,19 +21,11 @@ def configure(parser):
 
 
 def load_model(cfg, args):
-    """(denoiser in the model's coordinates, model schedule, data shape, device): the one place this step loads a
-    model (the model-source seam replaces it)."""
-    from .. import runtime, training
-    from ..errors import UserError
+    """(denoiser in the model's coordinates, model schedule, data shape, device) through the model-source seam."""
+    from .. import sources
 
-    spec_cfg = section(cfg, "models", args.model, args.params)
-    runtime.set_num_threads(cfg.get("runtime"), args.threads)
-    device = runtime.select_device(cfg.get("runtime"))
-    net, spec = training.load_model(args.checkpoint, device=device)
-    if spec.get("dataset") != spec_cfg.get("dataset"):
-        raise UserError(f"{args.checkpoint} was trained for dataset '{spec.get('dataset')}', but params model "
-                        f"'{args.model}' uses '{spec_cfg.get('dataset')}'")
-    return training.model_denoiser(net, spec), training.schedule_from_spec(spec), list(net.data_shape), device
+    model = sources.load_for_params(cfg, args.model, args.checkpoint, args.params, args.threads)
+    return model.denoiser(), model.schedule, list(model.data_shape), model.device
 
 
 def run(args) -> int:

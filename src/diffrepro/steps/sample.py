@@ -85,20 +85,12 @@ def _progress(total: int, disable: bool, desc: str):
 def _load(cfg, args):
     import torch
 
-    from .. import runtime, sources
-    from ..errors import UserError
+    from .. import sources
 
-    spec_cfg = section(cfg, "models", args.model, args.params)
-    runtime.set_num_threads(cfg.get("runtime"), args.threads)
-    device = runtime.select_device(cfg.get("runtime"))
-    model = sources.load_model(args.checkpoint, device=device)
-    if model.info.get("dataset") != spec_cfg.get("dataset"):
-        raise UserError(f"{args.checkpoint} was made for dataset '{model.info.get('dataset')}', but params model "
-                        f"'{args.model}' uses '{spec_cfg.get('dataset')}'")
-    sources.check_matches_params(model, args.checkpoint, spec_cfg, args.model)
+    model = sources.load_for_params(cfg, args.model, args.checkpoint, args.params, args.threads)
     shape = (model_sampling(cfg, args.model)["n_samples"], *model.data_shape)
     torch.manual_seed(int(cfg["seed"]))
-    return model.denoiser(), model.schedule, shape, device
+    return model.denoiser(), model.schedule, shape, model.device
 
 
 def _gits_builder(sampling, cfg, denoiser, schedule, shape, device):
