@@ -262,8 +262,10 @@ def reschedule(denoiser: Denoiser, src: Schedule, dst: Schedule) -> Denoiser:
     Only `x * float` touches the state, so linear forms pass through. Refused (ValueError): a dst time with α_dst = 0
     (pure noise, λ = −∞, e.g. flow or cosine at t = 1) unless both schedules are the same, and a noise level outside
     src's time range [0, 1] (VP/flow) — such a model was never trained there. Extra keyword arguments (e.g. y=) pass
-    through to the wrapped denoiser.
+    through to the wrapped denoiser. A denoiser with an `on_schedule(dst)` method (one defined on the VE state
+    x/α and σ/α, such as an EDM-format network's) is asked for its own dst form instead: no rescaling in between.
     """
     if _noise_key(src) == _noise_key(dst):
         return denoiser
-    return Rescheduled(denoiser, src, dst)
+    on_schedule = getattr(denoiser, "on_schedule", None)  # a denoiser that can express itself in dst directly
+    return on_schedule(dst) if on_schedule is not None else Rescheduled(denoiser, src, dst)
