@@ -50,8 +50,8 @@ def _tiny_net(scale=0.3):
     return lambda x, t: torch.tanh(x @ w) * (1 + t[:, None])
 
 
-@pytest.mark.parametrize("schedule_name,param,sampler", [("vp_linear", "eps", "dpm3"), ("cosine", "v", "heun"),
-                                                         ("vp_discrete", "edm", "dpmpp2m"), ("vp_linear", "x0", "ddpm")])
+@pytest.mark.parametrize("schedule_name,param,sampler", [
+    ("vp_linear", "eps", "dpm3"), ("cosine", "v", "heun"), ("vp_discrete", "edm", "dpmpp2m"), ("vp_linear", "x0", "ddpm")])
 def test_prepared_tables_give_the_per_call_result(schedule_name, param, sampler):
     """run_cell fills the adapter's per-time tables for every call at once; the samples equal a run that computes
     every coefficient at its call (fresh denoiser, no prepare) to float64 rounding."""

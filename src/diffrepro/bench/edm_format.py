@@ -1,9 +1,10 @@
 """An EDM-format network for the benchmarks, built from our UNet with random weights (no download, no pickle).
 
 NVlabs EDM's networks are preconditioned and called `net(x, sigma, class_labels=None) -> D(x; σ)` with x in VE
-scale (x = x0 + σ·ε). `EDMFormatVP` is EDM's VP preconditioner around one of our UNets: c_skip = 1, c_out = −σ,
-c_in = 1/√(σ²+1), and the noise input is the VP time t(σ) with σ(t) = √(exp(½β_d t² + β_min t) − 1), β_d = 19.9,
-β_min = 0.1 (EDM passes (M−1)·t to its DDPM++; our UNet takes t ∈ [0, 1], which only rescales its embedding).
+scale (x = x0 + σ·ε). `EDMFormatVP` is EDM's VP preconditioner around one of our UNets: c_skip = 1,
+c_out = −σ, c_in = 1/√(σ²+1), and the noise input is the VP time t(σ) with σ(t) = √(exp(½β_d t² + β_min t) − 1),
+β_d = 19.9, β_min = 0.1 (EDM passes (M−1)·t to its DDPM++; our UNet takes t ∈ [0, 1], which only rescales its
+embedding).
 
 `edm_denoiser(net, schedule)` turns such a net into the pipeline's `D(x, t)` on the VP schedule it was trained on
 (x_ve = x/α(t), σ = σ(t)/α(t)); it stands in for `diffrepro.sources.load_model(...).denoiser()` until that lands:
@@ -73,9 +74,10 @@ class FrozenEDMNet:
     """Zero-cost stand-in with EDM's calling convention: returns one precomputed D."""
 
     def __init__(self, output):
-        self.output = output
+        self.output, self.calls = output, 0
 
     def __call__(self, x, sigma, class_labels=None):
+        self.calls += 1
         return self.output
 
 

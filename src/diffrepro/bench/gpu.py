@@ -3,7 +3,7 @@
 Where CUDA is present: a DDPM++-sized UNet with random weights in EDM's VP format (`bench.edm_format`; or a
 published model through `--model results/models/<m>/model.pt`), batch 256 by default, a few samplers at NFE 10.
 Per sampler it prints images/s in fp32 and under bf16 autocast (`runtime.amp_bf16`), the peak CUDA memory, the
-largest |fp32 − bf16| difference of the final samples (same initial noise), and the per-step overhead of the
+largest |fp32 − bf16| difference of the final samples (same initial noise), and the overhead per network call of the
 sweep path (network replaced by a zero-cost stand-in, as in `bench samplers`) beside diffusers' loop on the same
 network. fp32 means fp32: TF32 is switched off for it. Where CUDA is absent it says why and exits 0.
 Nothing is asserted; a machine with a GPU runs it in well under 5 minutes.

@@ -1,11 +1,12 @@
-"""Each sampler's own per-step overhead as a fraction of one network call (small UNet, batch 64, CPU), beside the
-same figure for diffusers' scheduler implementing the method. Prints a table; asserts nothing.
+"""Each sampler's own overhead per denoiser call as a fraction of one network call (small UNet, batch 64, CPU),
+beside the same figure for diffusers' scheduler implementing the method. Prints a table; asserts nothing.
 
-overhead per step = the sampling loop's time with the network replaced by a zero-cost stand-in (FrozenNet, returning
-a precomputed output), divided by the number of steps, as a percentage of one real forward (best of `repeats`
-timings each: robust on a shared machine). For ours the loop includes the parameterisation adapter, rescheduling
-into the sampler's coordinates, grid set-up and the sampler; for diffusers `set_timesteps`, `scale_model_input` and
-`step`.
+overhead per call = the sampling loop's time with the network replaced by a zero-cost stand-in (FrozenNet, returning
+a precomputed output), divided by the number of network calls it made (= per step for one-call steps; a Heun or
+singlestep DPM step costs 2–3 calls, and diffusers counts each call as a step), as a percentage of one real forward
+(best of `repeats` timings each, the columns timed in turn so that a load spike hits them alike: robust on a shared
+machine). For ours the loop includes the parameterisation adapter, rescheduling into the sampler's coordinates, grid
+set-up and the sampler; for diffusers `set_timesteps`, `scale_model_input` and `step`.
 
 The published-network row puts ours and diffusers' loop around the same EDM-format network (`net(x_ve, σ) -> D`, EDM's
 VP preconditioner around the same UNet: `bench.edm_format`): ours through the sweep (`run_cell` on the denoiser
@@ -52,10 +53,20 @@ class FrozenNet:
     """Stands in for the network at zero cost: returns one precomputed output (the real forward is timed apart)."""
 
     def __init__(self, output):
-        self.output = output
+        self.output, self.calls = output, 0
 
     def __call__(self, x, t, y=None):
+        self.calls += 1
         return self.output
+
+
+def _counted(net, fn):
+    """`fn` returning how many times it called the stand-in `net` (what a timing is divided by)."""
+    def run():
+        start = net.calls
+        fn()
+        return net.calls - start
+    return run
 
 
 def _min_time(fn, repeats, sync=None):
@@ -94,7 +105,7 @@ def _ours(name, net, schedule, x, nfe, adapter: bool = True):
             run_cell(network_denoiser(net, schedule, "eps"), schedule, name, grid, x)
         else:
             native = native_schedule(spec.coords, schedule)
-            spec.bind()(lambda xx, t: net.output, x, convert_grid(grid, schedule, native).tolist(), native,
+            spec.bind()(lambda xx, t: net(xx, t), x, convert_grid(grid, schedule, native).tolist(), native,
                         _FreeNoise(x))
     return steps
 
@@ -164,7 +175,7 @@ def _theirs_edm(cls_name, opts, scaling, net, x, nfe):
 
 
 def published_overhead(denoiser_for, net, schedule, x, names, nfe, repeats, sync=None):
-    """Per-step overhead of ours (sweep path around `denoiser_for(net)`) and of diffusers' loop around the same
+    """Overhead per network call of ours (sweep path around `denoiser_for(net)`) and of diffusers' loop around the same
     EDM-format `net`, as fractions of one real forward `net(x, σ)`. Returns (forward seconds, rows (name, ours,
     theirs, diffusers class)). `denoiser_for(net) -> D(x, t)` on `schedule`; `sync` e.g. torch.cuda.synchronize."""
     import torch
@@ -179,8 +190,8 @@ def published_overhead(denoiser_for, net, schedule, x, names, nfe, repeats, sync
     rows = []
     for name in names:
         cls_name, opts, scaling = PUBLISHED[name]
-        ours = lambda: _sweep_path(denoiser_for(frozen), schedule, name, x, nfe)  # noqa: E731
-        theirs = lambda: _theirs_edm(cls_name, opts, scaling, frozen, x, nfe)  # noqa: E731
+        ours = _counted(frozen, lambda: _sweep_path(denoiser_for(frozen), schedule, name, x, nfe))
+        theirs = _counted(frozen, lambda: _theirs_edm(cls_name, opts, scaling, frozen, x, nfe))
         ours(), theirs()  # warm-up
         (s_ours, k_ours), (s_theirs, k_theirs) = _min_times_alternating([ours, theirs], repeats, sync)
         rows.append((name, s_ours / k_ours / forward, s_theirs / k_theirs / forward, cls_name))
@@ -189,7 +200,8 @@ def published_overhead(denoiser_for, net, schedule, x, names, nfe, repeats, sync
 
 def print_published(rows, forward, label: str) -> bool:
     """The published-network table with the goal verdict per sampler; returns whether every row meets it."""
-    print(f"\npublished-network path ({label}; forward {1000 * forward:.1f} ms): per-step overhead, % of one forward")
+    print(f"\npublished-network path ({label}; forward {1000 * forward:.1f} ms): overhead per network call, "
+          f"% of one forward")
     print(f"{'sampler':10s} {'ours %':>8s} {'diffusers %':>12s}  goal (ours <= diffusers and <= 2 %)")
     met = True
     for name, ours, theirs, cls_name in rows:
@@ -226,19 +238,16 @@ def run(args) -> int:
     frozen = FrozenNet(out)
     rows = []
     for name in args.samplers or list(SAMPLERS):
-        figures = []
-        for adapter in (False, True):
-            _ours(name, frozen, schedule, x, args.nfe, adapter)  # warm-up (imports, caches)
-            seconds, steps = _min_time(lambda: _ours(name, frozen, schedule, x, args.nfe, adapter), args.repeats)
-            figures.append(seconds / steps / call)
-        theirs = None
+        runs = [_counted(frozen, lambda a=adapter: _ours(name, frozen, schedule, x, args.nfe, a))
+                for adapter in (False, True)]
         if name in DIFFUSERS:
-            cls_name, opts = DIFFUSERS[name]
-            _theirs(cls_name, opts, frozen, x, args.nfe)
-            seconds, steps = _min_time(lambda: _theirs(cls_name, opts, frozen, x, args.nfe), args.repeats)
-            theirs = seconds / steps / call
-        rows.append((name, *figures, theirs, DIFFUSERS.get(name, ("-",))[0]))
-    print(f"per-step overhead, % of one UNet forward ({1000 * call:.1f} ms: batch {args.batch}, "
+            runs.append(_counted(frozen, lambda: _theirs(*DIFFUSERS[name], frozen, x, args.nfe)))
+        for fn in runs:
+            fn()  # warm-up (imports, caches)
+        figures = [seconds / calls / call for seconds, calls in _min_times_alternating(runs, args.repeats)]
+        rows.append((name, *figures[:2], figures[2] if len(figures) > 2 else None, DIFFUSERS.get(name, ("-",))[0]))
+    print(f"overhead per network call (= per step for one-call steps), % of one UNet forward ({1000 * call:.1f} ms: "
+          f"batch {args.batch}, "
           f"1x{args.image_size}x{args.image_size}, {args.channels} channels, {args.threads} thread(s)); "
           f"NFE {args.nfe}, best of {args.repeats}")
     print("  sampler: the sampler alone (x0 denoiser at no cost); +adapter: through the sweep (eps→x0 adapter, "
