@@ -153,14 +153,15 @@ class NetworkDenoiser:
     """`D(x, t: float) -> x0_hat` around `net(x, t_batch, y=None)` (see `network_denoiser`)."""
 
     def __init__(self, net, schedule: Schedule, parameterisation: str, labels=None,
-                 guidance_scale: float | None = None, null_label: int | None = None, sigma_data: float | None = None):
+                 guidance_scale: float | None = None, null_label: int | None = None, sigma_data: float | None = None,
+                 grad: bool = False):
         _check(parameterisation)
         if guidance_scale is not None and guidance_scale != 1.0 and (labels is None or null_label is None):
             raise UserError("classifier-free guidance needs class labels and the null label")
         self.net, self.labels, self.guidance_scale, self.null_label = net, labels, guidance_scale, null_label
         params = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
         self.net_dtype = params.dtype if params is not None else None
-        self.parameterisation, self.schedule, self.sigma_data = parameterisation, schedule, sigma_data
+        self.parameterisation, self.schedule, self.sigma_data, self.grad = parameterisation, schedule, sigma_data, grad
         self.coefficients = TimeTable(lambda t: preconditioning(parameterisation, schedule, t, sigma_data))
 
     def prepare(self, times) -> None:
@@ -172,7 +173,7 @@ class NetworkDenoiser:
         return self.net(x_in, time, y) if y is not None else self.net(x_in, time)
 
     def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        if torch.is_grad_enabled():
+        if not self.grad and torch.is_grad_enabled():
             with torch.no_grad():
                 return self(x, t)
         if isinstance(t, torch.Tensor) and t.numel() > 1:  # per-sample times: the general (uncached) path
@@ -202,8 +203,8 @@ class NetworkDenoiser:
 
 
 def network_denoiser(net, schedule: Schedule, parameterisation: str, labels=None, guidance_scale: float | None = None,
-                     null_label: int | None = None, sigma_data: float | None = None) -> Denoiser:
-    """Wrap `net(x, t_batch, y=None)` into `D(x, t: float) -> x0_hat` (runs under torch.no_grad).
+                     null_label: int | None = None, sigma_data: float | None = None, grad: bool = False) -> Denoiser:
+    """Wrap `net(x, t_batch, y=None)` into `D(x, t: float) -> x0_hat` (runs under torch.no_grad unless `grad`).
 
     labels: None (unconditional), an int or a [B] int64 tensor of class labels.
     guidance_scale w (classifier-free guidance, needs labels and null_label): x0 = x0_u + w·(x0_c − x0_u), computed
@@ -211,7 +212,7 @@ def network_denoiser(net, schedule: Schedule, parameterisation: str, labels=None
     F, since each is affine in F with the same x_t. The inputs and output map are `network_inputs` and
     `network_output_to_x0`, with their coefficients kept per t (`TimeTable`).
     """
-    return NetworkDenoiser(net, schedule, parameterisation, labels, guidance_scale, null_label, sigma_data)
+    return NetworkDenoiser(net, schedule, parameterisation, labels, guidance_scale, null_label, sigma_data, grad)
 
 
 def _noise_key(schedule: Schedule) -> tuple:
