@@ -24,7 +24,7 @@ def configure(parser):
     parser.add_argument("--model", default=None,
                         help="results/models/<m>/model.pt of a published model (diffrepro.sources) instead of the "
                              "random network; loading an EDM pickle runs code stored in that file")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many timings")
     parser.add_argument("--channels-last", action="store_true", help="runtime.channels_last for the network")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                         help="cpu only walks the code path at toy sizes (autocast is then a no-op)")
