@@ -48,10 +48,24 @@ class TorchNoise:
 
 
 class Nodes:
-    """Schedule scalars at every grid point, as Python float lists: t, α, σ, λ, and the ODE coefficients a_x, a_D."""
+    """Schedule scalars at every grid point, as Python float lists: t, α, σ, λ, and the ODE coefficients a_x, a_D.
+    Read-only; the latest build is reused for the same schedule object and grid (the sweep runs each sampler once on
+    a float state to learn its call times, then on the batch: `counting.evaluation_times`)."""
 
-    def __init__(self, schedule, grid):
-        t = torch.as_tensor([float(v) for v in grid], dtype=torch.float64)
+    _last: tuple | None = None  # (schedule, grid, nodes)
+
+    def __new__(cls, schedule, grid):
+        key = tuple(float(v) for v in grid)
+        last = cls._last
+        if last is not None and last[0] is schedule and last[1] == key:
+            return last[2]
+        nodes = super().__new__(cls)
+        nodes._build(schedule, key)
+        cls._last = (schedule, key, nodes)
+        return nodes
+
+    def _build(self, schedule, grid):
+        t = torch.as_tensor(grid, dtype=torch.float64)
         if len(t) < 2 or not bool((t[1:] < t[:-1]).all()):
             raise ValueError(f"a sampling grid must hold ≥ 2 strictly decreasing times, got {t.tolist()}")
         self.schedule = schedule
@@ -74,9 +88,12 @@ class Nodes:
 
     def between(self, r: float) -> tuple[list[float], list[float], list[float]]:
         """(t, α, σ) at λ_i + r·h_i for every step i, in one float64 evaluation (singlestep intermediate nodes)."""
-        lam = torch.as_tensor([self.lam[i] + r * self.h(i) for i in range(self.steps)], dtype=torch.float64)
-        t = self.schedule.t_from_lambda(lam)
-        return t.tolist(), self.schedule.alpha(t).tolist(), self.schedule.sigma(t).tolist()
+        memo = self.__dict__.setdefault("_between", {})
+        if r not in memo:
+            lam = torch.as_tensor([self.lam[i] + r * self.h(i) for i in range(self.steps)], dtype=torch.float64)
+            t = self.schedule.t_from_lambda(lam)
+            memo[r] = (t.tolist(), self.schedule.alpha(t).tolist(), self.schedule.sigma(t).tolist())
+        return memo[r]
 
     def scalars_at(self, t: float) -> tuple[float, float]:
         return float(self.schedule.alpha(t)), float(self.schedule.sigma(t))
