@@ -16,7 +16,7 @@ export SNAKEMAKE_PROFILE ?= workflow/profiles/local
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: install reproduce run test test-fast system-deps assets-data assets-inception dryrun lint compare pull push bench clean
+.PHONY: install reproduce run test test-fast system-deps assets-data assets-inception dryrun lint compare pull push bench gpu-check clean
 
 install: $(STAMP)
 
@@ -111,6 +111,11 @@ bench: $(STAMP)
 	diffrepro bench mdm
 	diffrepro bench mdm --params params/medium.yaml --dataset digits
 	diffrepro bench mdm --params params/paper.yaml --dataset mnist --repeats 3
+
+# GPU readiness: a short sweep on an EDM-format network (images/s, peak memory, fp32 vs bf16, per-step overhead);
+# without CUDA it says why and exits 0. MODEL=results/models/<m>/model.pt uses a published model instead.
+gpu-check: $(STAMP)
+	diffrepro bench gpu $(if $(MODEL),--model $(MODEL))
 
 clean:
 	rm -rf results reports/index.html reports/report.md reports/figures reports/tables reports/compare logs benchmarks .snakemake

@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "bench ni": "diffrepro.bench.ni",
     "bench degradation": "diffrepro.bench.degradation",
     "bench mdm": "diffrepro.bench.mdm",
+    "bench gpu": "diffrepro.bench.gpu",
 }
 
 

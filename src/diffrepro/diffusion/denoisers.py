@@ -22,8 +22,7 @@ and a sampler that both use this module agree by construction.
 """
 from __future__ import annotations
 
-import functools
-
+import math
 from typing import Callable, Union
 
 import torch
@@ -60,10 +59,11 @@ def preconditioning(parameterisation: str, schedule: Schedule, t: Time, sigma_da
         s_ve = s / a
         norm = torch.sqrt(s_ve**2 + sd**2)
         c = (sd**2 / norm**2 / a, s_ve * sd / norm, 1 / (norm * a), 0.25 * torch.log(s_ve))
-    if not all(bool(torch.isfinite(v).all()) for v in c):
+    values = tuple(float(v) for v in c) if scalar else c
+    if not (all(math.isfinite(v) for v in values) if scalar else bool(torch.isfinite(torch.stack(c)).all())):
         raise ValueError(f"parameterisation '{parameterisation}' is undefined at t={t} of schedule "
                          f"'{schedule.name}' (α={schedule.alpha(t)}, σ={schedule.sigma(t)}): pick t with α, σ > 0")
-    return tuple(float(v) for v in c) if scalar else c
+    return values
 
 
 def _bcast(c, like: torch.Tensor):
@@ -108,6 +108,100 @@ def _labels_for(labels, batch: int, device) -> torch.Tensor:
     return y
 
 
+class TimeTable:
+    """The float scalars an adapter needs at a time t, computed once per t and, by `prepare`, for a whole grid in one
+    float64 evaluation. `fn(t)` takes a float or a float64 tensor of times and returns a tuple of floats or tensors
+    (the schedules and `preconditioning` do both). Per-call float64 tensor work would otherwise cost more than the
+    sampler's own arithmetic (tens of small kernel launches per step: GPU forwards are a few ms)."""
+
+    max_size = 1 << 16
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.values: dict[float, tuple[float, ...]] = {}
+
+    def __call__(self, t: float) -> tuple[float, ...]:
+        v = self.values.get(t)
+        if v is None:
+            if len(self.values) >= self.max_size:
+                self.values.clear()
+            v = self.values[t] = tuple(float(c) for c in self.fn(t))
+        return v
+
+    def prepare(self, times) -> None:
+        """Fill the table for `times` at once; a time where `fn` is undefined is left to raise where it is used."""
+        new = [t for t in dict.fromkeys(float(t) for t in times) if t not in self.values]
+        if not new:
+            return
+        try:
+            columns = self.fn(torch.tensor(new, dtype=torch.float64))
+        except ValueError:
+            return
+        rows = torch.stack([torch.as_tensor(c, dtype=torch.float64).expand(len(new)) for c in columns], 1)
+        self.values.update(zip(new, map(tuple, rows.tolist())))
+
+
+def prepare(denoiser, times) -> None:
+    """Tell a denoiser (chain) the times it is about to be called at, so it computes their scalars in one go;
+    a no-op for denoisers that keep no such table."""
+    fn = getattr(denoiser, "prepare", None)
+    if fn is not None:
+        fn([float(t) for t in times])
+
+
+class NetworkDenoiser:
+    """`D(x, t: float) -> x0_hat` around `net(x, t_batch, y=None)` (see `network_denoiser`)."""
+
+    def __init__(self, net, schedule: Schedule, parameterisation: str, labels=None,
+                 guidance_scale: float | None = None, null_label: int | None = None, sigma_data: float | None = None,
+                 grad: bool = False):
+        _check(parameterisation)
+        if guidance_scale is not None and guidance_scale != 1.0 and (labels is None or null_label is None):
+            raise UserError("classifier-free guidance needs class labels and the null label")
+        self.net, self.labels, self.guidance_scale, self.null_label = net, labels, guidance_scale, null_label
+        params = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
+        self.net_dtype = params.dtype if params is not None else None
+        self.parameterisation, self.schedule, self.sigma_data, self.grad = parameterisation, schedule, sigma_data, grad
+        self.coefficients = TimeTable(lambda t: preconditioning(parameterisation, schedule, t, sigma_data))
+
+    def prepare(self, times) -> None:
+        self.coefficients.prepare(times)
+
+    def _call(self, x_in, time, y):
+        if self.net_dtype is not None and self.net_dtype != x_in.dtype:
+            x_in, time = x_in.to(self.net_dtype), time.to(self.net_dtype)
+        return self.net(x_in, time, y) if y is not None else self.net(x_in, time)
+
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        if not self.grad and torch.is_grad_enabled():
+            with torch.no_grad():
+                return self(x, t)
+        if isinstance(t, torch.Tensor) and t.numel() > 1:  # per-sample times: the general (uncached) path
+            x_in, time = network_inputs(self.parameterisation, x, self.schedule, t, self.sigma_data)
+            out = self._forward(x_in, time, len(x), x.device).to(x.dtype)
+            return network_output_to_x0(self.parameterisation, out, x, self.schedule, t, self.sigma_data)
+        c_skip, c_out, c_in, c_noise = self.coefficients(float(t))
+        x_in = x if c_in == 1.0 else c_in * x  # c_in·x_t (1·x is x to the bit)
+        batch = x.shape[0]
+        out = self._forward(x_in, torch.full((batch,), c_noise, dtype=x.dtype, device=x.device), batch, x.device)
+        if out.dtype != x.dtype:
+            out = out.to(x.dtype)
+        return c_skip * x + c_out * out  # network_output_to_x0
+
+    def _forward(self, x_in, time, batch: int, device):
+        """The network output F, unconditional, conditional or guided (one doubled batch)."""
+        labels, w = self.labels, self.guidance_scale
+        if labels is None:
+            return self._call(x_in, time, None)
+        y_c = _labels_for(labels, batch, device)
+        if w is None or w == 1.0:
+            return self._call(x_in, time, y_c)
+        y_u = torch.full_like(y_c, int(self.null_label))
+        both = self._call(torch.cat([x_in, x_in]), torch.cat([time, time]), torch.cat([y_c, y_u]))
+        out_c, out_u = both.chunk(2)
+        return out_u + w * (out_c - out_u)
+
+
 def network_denoiser(net, schedule: Schedule, parameterisation: str, labels=None, guidance_scale: float | None = None,
                      null_label: int | None = None, sigma_data: float | None = None, grad: bool = False) -> Denoiser:
     """Wrap `net(x, t_batch, y=None)` into `D(x, t: float) -> x0_hat` (runs under torch.no_grad unless `grad`).
@@ -115,40 +209,51 @@ def network_denoiser(net, schedule: Schedule, parameterisation: str, labels=None
     labels: None (unconditional), an int or a [B] int64 tensor of class labels.
     guidance_scale w (classifier-free guidance, needs labels and null_label): x0 = x0_u + w·(x0_c − x0_u), computed
     from one doubled batch; w = 1 (or None) is the plain conditional model. Guidance on x0 equals guidance on ε, v or
-    F, since each is affine in F with the same x_t.
+    F, since each is affine in F with the same x_t. The inputs and output map are `network_inputs` and
+    `network_output_to_x0`, with their coefficients kept per t (`TimeTable`).
     """
-    _check(parameterisation)
-    if guidance_scale is not None and guidance_scale != 1.0 and (labels is None or null_label is None):
-        raise UserError("classifier-free guidance needs class labels and the null label")
-    params = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
-    net_dtype = params.dtype if params is not None else None
-
-    def call(x_in, time, y):
-        if net_dtype is not None:
-            x_in, time = x_in.to(net_dtype), time.to(net_dtype)
-        return net(x_in, time, y) if y is not None else net(x_in, time)
-
-    def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
-        x_in, time = network_inputs(parameterisation, x, schedule, t, sigma_data)
-        if labels is None:
-            out = call(x_in, time, None)
-        elif guidance_scale is None or guidance_scale == 1.0:
-            out = call(x_in, time, _labels_for(labels, len(x), x.device))
-        else:
-            y_c = _labels_for(labels, len(x), x.device)
-            y_u = torch.full_like(y_c, int(null_label))
-            both = call(torch.cat([x_in, x_in]), torch.cat([time, time]), torch.cat([y_c, y_u]))
-            out_c, out_u = both.chunk(2)
-            out = out_u + guidance_scale * (out_c - out_u)
-        return network_output_to_x0(parameterisation, out.to(x.dtype), x, schedule, t, sigma_data)
-
-    return denoise if grad else torch.no_grad()(denoise)
+    return NetworkDenoiser(net, schedule, parameterisation, labels, guidance_scale, null_label, sigma_data, grad)
 
 
 def _noise_key(schedule: Schedule) -> tuple:
     """What determines α(t), σ(t) (sampling range and σ_data do not)."""
     return type(schedule), tuple(sorted((k, v) for k, v in schedule.describe().items()
                                         if k not in ("t_min", "t_max", "sigma_data")))
+
+
+class Rescheduled:
+    """`reschedule`'s result: D_dst(x, t) = D_src(x·scale(t), t_src(t)), (t_src, scale) kept per t (`TimeTable`)."""
+
+    def __init__(self, denoiser: Denoiser, src: Schedule, dst: Schedule):
+        self.denoiser, self.src, self.dst = denoiser, src, dst
+        self.times = TimeTable(self._map)
+
+    def _map(self, t):
+        """(t_src, α_src(t_src)/α_dst(t)) for a float or a float64 tensor of dst times; ValueError where undefined."""
+        src, dst, upper = self.src, self.dst, self.src.t_upper
+        tt = torch.as_tensor(t, dtype=torch.float64)
+        a_dst = torch.as_tensor(dst.alpha(tt), dtype=torch.float64)
+        t_src = torch.as_tensor(src.t_from_lambda(dst.lambda_(tt)), dtype=torch.float64)
+        ok = (a_dst > 0.0) & (t_src >= -1e-9) & (t_src <= upper + 1e-9)  # also catches NaN
+        if not bool(ok.all()):
+            i = int((~ok.reshape(-1)).nonzero()[0])
+            bad, bad_src = float(tt.reshape(-1)[i]), float(t_src.reshape(-1)[i])
+            if not float(a_dst.reshape(-1)[i]) > 0.0:
+                raise ValueError(f"reschedule {src.name}→{dst.name}: α_{dst.name}({bad}) = 0 (pure noise) has no "
+                                 f"equivalent time in '{src.name}'; start the {dst.name} grid at t < {bad}")
+            raise ValueError(f"reschedule {src.name}→{dst.name}: t={bad} maps to t_src={bad_src}, outside "
+                             f"'{src.name}' range [0, {upper}]")
+        t_src = torch.clamp(t_src, 0.0, upper)
+        return t_src, torch.as_tensor(src.alpha(t_src), dtype=torch.float64) / a_dst
+
+    def prepare(self, times) -> None:
+        self.times.prepare(times)
+        known = self.times.values
+        prepare(self.denoiser, [known[float(t)][0] for t in times if float(t) in known])
+
+    def __call__(self, x, t: float, **kwargs):
+        t_src, scale = self.times(float(t))
+        return self.denoiser(x * scale, t_src, **kwargs)
 
 
 def reschedule(denoiser: Denoiser, src: Schedule, dst: Schedule) -> Denoiser:
@@ -158,27 +263,10 @@ def reschedule(denoiser: Denoiser, src: Schedule, dst: Schedule) -> Denoiser:
     Only `x * float` touches the state, so linear forms pass through. Refused (ValueError): a dst time with α_dst = 0
     (pure noise, λ = −∞, e.g. flow or cosine at t = 1) unless both schedules are the same, and a noise level outside
     src's time range [0, 1] (VP/flow) — such a model was never trained there. Extra keyword arguments (e.g. y=) pass
-    through to the wrapped denoiser.
+    through to the wrapped denoiser. A denoiser with an `on_schedule(dst)` method (one defined on the VE state
+    x/α and σ/α, such as an EDM-format network's) is asked for its own dst form instead: no rescaling in between.
     """
     if _noise_key(src) == _noise_key(dst):
         return denoiser
-    upper = src.t_upper
-
-    @functools.lru_cache(maxsize=4096)  # samplers revisit the same few times; keep per-call overhead to a lookup
-    def time_and_scale(t: float) -> tuple[float, float]:
-        a_dst = float(dst.alpha(t))
-        if a_dst <= 0.0:
-            raise ValueError(f"reschedule {src.name}→{dst.name}: α_{dst.name}({t}) = 0 (pure noise) has no "
-                             f"equivalent time in '{src.name}'; start the {dst.name} grid at t < {t}")
-        t_src = float(src.t_from_lambda(float(dst.lambda_(t))))
-        if not -1e-9 <= t_src <= upper + 1e-9:  # also catches NaN
-            raise ValueError(f"reschedule {src.name}→{dst.name}: t={t} maps to t_src={t_src}, outside "
-                             f"'{src.name}' range [0, {upper}]")
-        t_src = min(max(t_src, 0.0), upper)
-        return t_src, float(src.alpha(t_src)) / a_dst
-
-    def denoise(x, t: float, **kwargs):
-        t_src, scale = time_and_scale(float(t))
-        return denoiser(x * scale, t_src, **kwargs)
-
-    return denoise
+    on_schedule = getattr(denoiser, "on_schedule", None)  # a denoiser that can express itself in dst directly
+    return on_schedule(dst) if on_schedule is not None else Rescheduled(denoiser, src, dst)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..diffusion.denoisers import reschedule
+from ..diffusion.denoisers import prepare, reschedule
 from .grids import convert_grid, edm
 from .solvers import heun
 from .sweep import native_schedule, to_data
@@ -41,6 +41,7 @@ def reference_solution(model_denoiser, model_schedule, eps0: torch.Tensor, steps
     sched = native_schedule("edm", model_schedule)
     grid = convert_grid(edm(model_schedule, steps, rho=rho), model_schedule, sched)
     den = reschedule(model_denoiser, model_schedule, sched)
+    prepare(den, grid.tolist())
     x = eps0 * float(sched.sigma(float(grid[0])))
     return to_data(REFERENCE_SOLVERS[solver](den, x, grid, sched), sched, float(grid[-1]))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 from ..errors import UserError
@@ -65,13 +66,18 @@ class SamplerSpec:
                                                                              **{**opts, **kw})
 
     def merged_options(self, user_options: dict | None = None) -> dict:
-        allowed = set(inspect.signature(self.fn).parameters) - {"denoiser", "x", "grid", "schedule", "noise",
-                                                                "trajectory"}
+        allowed = _option_names(self.fn)
         for key in user_options or {}:
             if key not in allowed:
                 raise UserError(f"sampling.sampler_options.{self.name}: unknown option '{key}' "
                                 f"(known: {sorted(allowed)})")
         return {**self.options, **(user_options or {})}
+
+
+@lru_cache(maxsize=None)
+def _option_names(fn: Callable) -> frozenset:
+    """A sampler's user options: its keyword parameters (signature read once; it is on every run's path)."""
+    return frozenset(inspect.signature(fn).parameters) - {"denoiser", "x", "grid", "schedule", "noise", "trajectory"}
 
 
 def _spec(name, fn, coords, per_step, design_order, variable, grid, **kw):

@@ -48,10 +48,24 @@ class TorchNoise:
 
 
 class Nodes:
-    """Schedule scalars at every grid point, as Python float lists: t, α, σ, λ, and the ODE coefficients a_x, a_D."""
+    """Schedule scalars at every grid point, as Python float lists: t, α, σ, λ, and the ODE coefficients a_x, a_D.
+    Read-only; the latest build is reused for the same schedule object and grid (the sweep runs each sampler once on
+    a float state to learn its call times, then on the batch: `counting.evaluation_times`)."""
 
-    def __init__(self, schedule, grid):
-        t = torch.as_tensor([float(v) for v in grid], dtype=torch.float64)
+    _last: tuple | None = None  # (schedule, grid, nodes)
+
+    def __new__(cls, schedule, grid):
+        key = tuple(float(v) for v in grid)
+        last = cls._last
+        if last is not None and last[0] is schedule and last[1] == key:
+            return last[2]
+        nodes = super().__new__(cls)
+        nodes._build(schedule, key)
+        cls._last = (schedule, key, nodes)
+        return nodes
+
+    def _build(self, schedule, grid):
+        t = torch.as_tensor(grid, dtype=torch.float64)
         if len(t) < 2 or not bool((t[1:] < t[:-1]).all()):
             raise ValueError(f"a sampling grid must hold ≥ 2 strictly decreasing times, got {t.tolist()}")
         self.schedule = schedule
@@ -71,6 +85,15 @@ class Nodes:
 
     def t_at_lambda(self, lam: float) -> float:
         return float(self.schedule.t_from_lambda(lam))
+
+    def between(self, r: float) -> tuple[list[float], list[float], list[float]]:
+        """(t, α, σ) at λ_i + r·h_i for every step i, in one float64 evaluation (singlestep intermediate nodes)."""
+        memo = self.__dict__.setdefault("_between", {})
+        if r not in memo:
+            lam = torch.as_tensor([self.lam[i] + r * self.h(i) for i in range(self.steps)], dtype=torch.float64)
+            t = self.schedule.t_from_lambda(lam)
+            memo[r] = (t.tolist(), self.schedule.alpha(t).tolist(), self.schedule.sigma(t).tolist())
+        return memo[r]
 
     def scalars_at(self, t: float) -> tuple[float, float]:
         return float(self.schedule.alpha(t)), float(self.schedule.sigma(t))
@@ -272,6 +295,8 @@ def dpm_singlestep(denoiser, x, grid, schedule, noise=None, *, order: int = 2, p
     r1 = (0.5 if order == 2 else 1 / 3) if r1 is None else r1
     r2 = 2 / 3 if r2 is None else r2
     n = Nodes(schedule, grid)
+    mid_a = n.between(r1) if order >= 2 else None
+    mid_b = n.between(r2) if order == 3 else None
 
     def model(xx, t, a, s, first=False):
         d = _first_eval(denoiser, xx, n, afs, trajectory) if first else _evaluate(denoiser, xx, t, trajectory)
@@ -294,16 +319,14 @@ def dpm_singlestep(denoiser, x, grid, schedule, noise=None, *, order: int = 2, p
         if order == 1:
             x = base + m0 * c0
             continue
-        t_a = n.t_at_lambda(n.lam[i] + r1 * h)
-        aa, sa = n.scalars_at(t_a)
+        t_a, aa, sa = (v[i] for v in mid_a)
         u_base, u_c0 = transfer(x, a, s, aa, sa, r1 * h)
         m1 = model(u_base + m0 * u_c0, t_a, aa, sa)
         if order == 2:
             # x_t = base − scale·φ1(±h)·M0 − (1/(2r1))·scale·φ1(±h)·(M1 − M0)     (NI §4.7)
             x = base + m0 * c0 + (m1 - m0) * (-scale * phi_h / (2 * r1))
             continue
-        t_b = n.t_at_lambda(n.lam[i] + r2 * h)
-        ab, sb = n.scalars_at(t_b)
+        t_b, ab, sb = (v[i] for v in mid_b)
         v_base, v_c0 = transfer(x, a, s, ab, sb, r2 * h)
         scale_b = sb if not predict_x0 else ab
         phi_r2 = math.expm1(sgn * r2 * h)

@@ -14,7 +14,7 @@ import torch
 from ..diffusion.denoisers import reschedule
 from ..diffusion.schedules import EDM, FlowMatching
 from ..errors import UserError
-from .counting import CountingDenoiser
+from .counting import CountingDenoiser, evaluation_times
 from .grids import convert_grid, make_grid
 from .registry import get_sampler
 from .solvers import TorchNoise
@@ -61,19 +61,21 @@ def run_cell(model_denoiser, model_schedule, sampler: str, model_grid, eps0: tor
     bs = batch_size or len(eps0)
     outs, nfe = [], set()
     start = time.perf_counter()
+    times = grid.tolist()
+    den.prepare(evaluation_times(fn, times, sched))  # every call's scalars in one float64 evaluation
     for b0 in range(0, len(eps0), bs):
         x = eps0[b0:b0 + bs] * float(sched.sigma(float(grid[0])))
         den.reset()
         noise = TorchNoise(torch.Generator(device=x.device).manual_seed(int(sde_seed) + b0))
         with torch.no_grad():
-            out = fn(den, x, grid.tolist(), sched, noise)
+            out = fn(den, x, times, sched, noise)
         outs.append(out if opts.get("denoise_to_zero") else to_data(out, sched, float(grid[-1])))
         nfe.add(den.nfe)
     wall = time.perf_counter() - start
     if len(nfe) != 1:  # pragma: no cover - a sampler must not branch on data
         raise RuntimeError(f"{sampler}: NFE differs between batches {sorted(nfe)}")
-    return torch.cat(outs), {"nfe_measured": nfe.pop(), "wall_s": wall, "t_grid": grid.tolist(),
-                             "coords": spec.coords}
+    samples = outs[0] if len(outs) == 1 else torch.cat(outs)
+    return samples, {"nfe_measured": nfe.pop(), "wall_s": wall, "t_grid": times, "coords": spec.coords}
 
 
 def model_grid(grid_name: str, model_schedule, steps: int, grid_options: dict | None = None, gits=None):
