@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "bench ni": "diffrepro.bench.ni",
     "bench degradation": "diffrepro.bench.degradation",
     "bench mdm": "diffrepro.bench.mdm",
+    "bench gits": "diffrepro.bench.gits",
 }
 
 
