@@ -100,6 +100,7 @@ def test_report_top_sampler_section_and_appendix(browser, built):  # noqa: F811
     assert state["rows"] == len(load_claims()) == state["verdicts"]
     assert state["details"] >= 1 and state["open"] == 0 and state["visible"] is False  # collapsed
     browser.save_screenshot(str(out / "report_top.png"))
+    viewport_shot(browser, "scorecard", out / "report_scorecard.png")
     viewport_shot(browser, "spine", out / "report_samplers.png")
     browser.execute_script("document.querySelectorAll('#appendix details').forEach(d => d.open = true)")
     assert browser.execute_script("return document.querySelector('#appendix details table').checkVisibility()")

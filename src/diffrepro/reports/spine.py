@@ -33,14 +33,15 @@ def cell(row: dict, metric: str) -> dict | None:
     return None if mean is None else {"mean": mean, "std": row[f"{metric}_std"]}
 
 
-def metrics_table(agg: pl.DataFrame, model: str) -> dict:
+def metrics_table(agg: pl.DataFrame, model: str, divergent: set = frozenset()) -> dict:
     metrics = metrics_of(agg, model)
-    rows = [[r["sampler"], r["grid"], r["nfe"], r.get("nfe_measured"), r["n_seeds"], *[cell(r, m) for m in metrics]]
+    rows = [[r["sampler"] + (" †" if (model, r["sampler"], r["grid"], r["nfe"]) in divergent else ""), r["grid"],
+             r["nfe"], r.get("nfe_measured"), r["n_seeds"], *[cell(r, m) for m in metrics]]
             for r in agg.filter(pl.col("model") == model).sort("sampler", "grid", "nfe").iter_rows(named=True)]
     return {"id": f"metrics_{model}", "source": "ours",
             "caption": f"Model {model}: every metric per (sampler, grid, NFE), lower is better; "
                        + ("mean ± std over seeds." if agg.filter(pl.col("model") == model)["n_seeds"].max() > 1
-                          else "one seed per cell (no spread)."),
+                          else "one seed per cell (no spread).") + " †: diverged cell (excluded from 'best').",
             "columns": ["sampler", "grid", "NFE", "NFE measured", "seeds", *metrics], "rows": rows}
 
 
@@ -243,7 +244,7 @@ def spine_section(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path, co
     section = {"id": "spine", "order": 45, "paper": "GEO", "title": "Samplers × NFE: samples and metrics",
                "reproduces": "GEO fast-sampler comparison (diff-solvers README tables, GITS Table) at small scale",
                "scale": cfg.get("report", {}).get("scale", "default"), "config": config_label, "text": text,
-               "tables": pivots + [metrics_table(agg, m) for m in models], "figures": nfe_figs + sample_figs,
+               "tables": pivots + [metrics_table(agg, m, divergent) for m in models], "figures": nfe_figs + sample_figs,
                "notes": []}
     return section, notes
 
