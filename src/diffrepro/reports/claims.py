@@ -216,10 +216,10 @@ def judge_compare(test: dict, sections: list[dict]) -> dict:
         missing = test["a"] if a is None else test["b"]
         return absent(f"{missing['table']}[{missing['column']}]")
     factor = float(test.get("factor", 1.0))
+    text = (f"{test.get('a_label', 'a')} {_with_std(a)} vs {'' if factor == 1 else f'{fmt(factor)} × '}"
+            f"{test.get('b_label', 'b')} {_with_std(b)}")
     b = (b[0] * factor, None if b[1] is None else b[1] * factor)
     seeds = cell(sections, test["seeds"]) if "seeds" in test else None
-    text = (f"{test.get('a_label', 'a')} {_with_std(a)} vs {test.get('b_label', 'b')}"
-            f"{'' if factor == 1 else f' × {fmt(factor)}'} {_with_std(b)}")
     return difference_verdict(a, b, test.get("op", "<"), None if seeds is None else int(seeds[0]),
                               int(test.get("min_seeds", 1)), text)
 
@@ -234,8 +234,8 @@ def judge_monotone(test: dict, sections: list[dict]) -> dict:
     text = " → ".join(fmt(v) for _, v in have) + f" ({sum(steps)}/{len(steps)} steps {test.get('direction', 'increasing')})"
     if len(have) < len(values):
         text += f"; {len(values) - len(have)} point(s) absent"
-    if all(steps):
-        return verdict("reproduced", text)
+    if all(steps):  # a series with absent points tests only part of the claim
+        return verdict("reproduced" if len(have) == len(values) else "partly", text)
     return verdict("partly" if sum(steps) >= len(steps) / 2 else "not reproduced", text)
 
 

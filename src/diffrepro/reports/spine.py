@@ -204,7 +204,7 @@ def nfe_figure(agg: pl.DataFrame, model: str, fig_dir: Path, divergent: set) -> 
     seeds = int(sub["n_seeds"].max())
     return {"path": str(dest), "caption": f"Model {model}: {' and '.join(f'`{m}`' for m in metrics)} (log scale, "
                                           f"lower is better) against NFE, one column per grid; each panel shows the "
-                                          f"{PANEL_SAMPLERS} samplers (of {n_total}) with the lowest median on that "
+                                          f"{min(PANEL_SAMPLERS, n_total)} samplers (of {n_total}) with the lowest median on that "
                                           f"grid; red rings: diverged cells. Seed mean over {seeds} seed(s)"
                                           + (" (no error bars with one seed)." if seeds < 2 else ".")}
 
@@ -316,11 +316,14 @@ def gits_section(cfg: dict, agg: pl.DataFrame, results: Path, config_label: str)
         metric = primary_metric(agg, model)
         sigma = teacher_sigmas(cfg, model, int(o["teacher_steps"]), float(o.get("rho", 7.0)))
         rows = []
-        for sampler in dict.fromkeys([o["teacher"], "euler"]):
+        base = next((g for g in model_sampling(cfg, model)["grids"] if g != "gits"), "default")
+        swept = sorted(set(agg.filter((pl.col("model") == model) & (pl.col("grid") == "gits"))["sampler"]))
+        shown = [x for x in dict.fromkeys([o["teacher"], "euler"]) if x in swept] or swept
+        for sampler in shown:
             idx = gits_indices(results, model, sampler)
             for nfe in sorted(set(agg.filter(pl.col("model") == model)["nfe"])):
                 g = cell_of(agg, model, sampler, "gits", nfe)
-                d = cell_of(agg, model, sampler, sweep_grid("default", sampler), nfe)
+                d = cell_of(agg, model, sampler, sweep_grid(base, sampler), nfe)
                 if g is None or d is None:
                     continue
                 rows.append([sampler, nfe, d["traj_rmse_mean"], g["traj_rmse_mean"],
@@ -330,18 +333,21 @@ def gits_section(cfg: dict, agg: pl.DataFrame, results: Path, config_label: str)
                                f"{sigma[idx[nfe][-2]]:.3g} → {sigma[idx[nfe][-1]]:.3g}" if nfe in idx and sigma else None])
         if not rows:
             continue
-        wins = sum(r[3] < r[2] for r in rows if r[0] == o["teacher"])
-        n = sum(r[0] == o["teacher"] for r in rows)
+        wins = {x: sum(r[3] < r[2] for r in rows if r[0] == x) for x in shown}
         text.append(f"**{model}**: GITS grid searched with teacher `{o['teacher']}` on a {o['teacher_steps']}-step "
                     f"EDM ρ = 7 grid from {o['warmup']} warm-up noises, cost `{o['metric']}`, coeff {o['coeff']}. "
-                    f"For the teacher solver GITS has the lower trajectory error at {wins} of {n} NFE.")
+                    "GITS has the lower trajectory error at " + "; ".join(
+                        f"{w} of {sum(r[0] == x for r in rows)} NFE for `{x}`" + (" (the teacher)" if x == o["teacher"]
+                                                                                   else "")
+                        for x, w in wins.items()) + ".")
         tables.append({"id": f"gits_vs_default_{model}", "source": "ours",
                        "caption": f"Model {model}: trajectory error (RMS per coordinate to the reference PF-ODE "
-                                  f"solution, data units) and `{metric}` on each solver's default grid (EDM ρ = 7 for "
-                                  "euler and ipndm) versus the GITS grid; ratio < 1: GITS better; indices: the "
-                                  "teacher-grid points GITS chose.",
-                       "columns": ["solver", "NFE", "traj. error default", "traj. error GITS", "GITS / default"]
-                                  + ([f"{metric} default", f"{metric} GITS"] if metric else [])
+                                  f"solution, data units) and `{metric}` on the `{base}` grid"
+                                  + (" (each solver's recommended grid: EDM ρ = 7 for euler and ipndm)"
+                                     if base == "default" else "") + " versus the GITS grid; ratio < 1: GITS "
+                                  "better; indices: the teacher-grid points GITS chose.",
+                       "columns": ["solver", "NFE", f"traj. error {base}", "traj. error GITS", f"GITS / {base}"]
+                                  + ([f"{metric} {base}", f"{metric} GITS"] if metric else [])
                                   + ["GITS indices", "last GITS step (σ)"],
                        "rows": rows})
     if not tables:
