@@ -59,3 +59,17 @@ def test_rerun_is_a_no_op(smoke_workspace):
     r = run_snakemake(smoke_workspace, "-n")  # params/run.yaml selects the smoke config here
     assert r.returncode == 0
     assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:]
+
+
+def test_full_report_has_the_scorecard_and_no_outside_references(smoke_workspace):
+    """Every section of the smoke run rendered: no caption or text points to files outside the repository."""
+    import re
+
+    from diffrepro.reports.claims import load_claims
+
+    for name in ("index.html", "report.md"):
+        text = (smoke_workspace / "reports" / name).read_text()
+        for needle in (r"\bspec ", r"research/", r"\.\./shared"):
+            assert not re.search(needle, text), (name, re.search(f".{{60}}{needle}.{{40}}", text).group())
+        assert all(c["id"] in text for c in load_claims())
+    assert 'id="scorecard"' in (smoke_workspace / "reports" / "index.html").read_text()

@@ -88,6 +88,9 @@ def built(tmp_path_factory):
     """One synthetic pipeline output: aggregate + report through the real CLI."""
     root = tmp_path_factory.mktemp("report")
     results = write_synthetic_results(root)
+    params = yaml.safe_load(SMOKE.read_text())
+    params["report"]["appendix_rows"] = 5  # the 6-row metrics tables go to the collapsible appendix
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
     fig = root / "fig.png"
     from diffrepro.reports import figures
 
@@ -96,7 +99,7 @@ def built(tmp_path_factory):
     agg = run_cli("aggregate", "--params", str(SMOKE), "--metrics", "results/metrics", "--out-dir", "results/tables",
                   "--summary", "results/metrics.json", cwd=root)
     assert agg.returncode == 0, agg.stderr
-    rep = run_cli("report", "--params", str(SMOKE), "--results", "results", "--benchmarks", "benchmarks",
+    rep = run_cli("report", "--params", "params.yaml", "--results", "results", "--benchmarks", "benchmarks",
                   "--out-dir", "reports", "--sections", "results/**/section.json", "results/studies/section.json",
                   cwd=root)
     assert rep.returncode == 0, rep.stderr
@@ -125,8 +128,8 @@ def test_report_html_is_self_contained_and_complete(built):
     html = (built / "reports/index.html").read_text()
     assert "<img" in html and not re.search(r'<img[^>]+src="(?!data:image/)', html)
     assert not re.search(r'(href|src)="https?://', html)
-    # spine figures: sample grids for both models and samplers, metric-vs-NFE per model
-    for name in ("spine_samples_digits_ddim", "spine_samples_toy2d_ddpm", "spine_nfe_digits", "spine_nfe_toy2d"):
+    # spine figures: one sample mosaic and one metric-vs-NFE figure (a panel per grid) per model
+    for name in ("spine_samples_digits", "spine_samples_toy2d", "spine_nfe_digits", "spine_nfe_toy2d"):
         assert (built / "reports/figures" / f"spine__{name}.png").exists()
     # the extra section is rendered, escaped, and ordered like the papers: NI (order 20) before GEO's sampler sweep
     assert "Weighted-sum degradation &amp; more_stuff" in html
@@ -279,3 +282,39 @@ def test_published_rows_sit_beside_ours_on_the_grid_the_paper_ran():
     assert rows == [["deis (quadratic_t)", 10, {"mean": 4.2, "std": None}, 4.40],
                     ["dpmpp2m (quadratic_t)", 5, {"mean": 12.0, "std": None}, 11.51]]
     assert spine.ni_paper_section(cfg, agg.filter(pl.col("model") == "edm_net"), papers, "p") is None
+
+
+def test_report_opens_with_scorecard_setup_and_contents(built):
+    from diffrepro.reports import claims
+
+    html = (built / "reports/index.html").read_text()
+    md = (built / "reports/report.md").read_text()
+    ids = [c["id"] for c in claims.load_claims()]
+    assert all(f">{i}<" in html and f"| {i} |" in md for i in ids)  # every claim, in both formats
+    assert html.index('id="setup"') < html.index('id="scorecard"') < html.index('id="ni_test"')
+    assert "## Contents" in md and "- [Claims scorecard](#scorecard)" in md and '<a id="scorecard"></a>' in md
+    assert "Limitations:" in md and "Times: t ∈ [0, 1]" in md
+    for cite in ("arXiv:2503.08643", "arXiv:2305.19947", "arXiv:2405.11326", "arXiv:2302.07261"):
+        assert cite in html and cite in md
+    # long tables (6 rows > appendix_rows 5) are in a collapsible appendix, linked from their section
+    assert '<section id="appendix">' in html and "<details" in html and "<summary>" in html
+    assert html.index('<section id="appendix">') < html.index('id="appendix-spine-metrics_digits"') \
+        < html.index('<section id="references">')
+    assert "## Appendix: long tables" in md and "(#appendix-spine-metrics_digits)" in md
+    # the sampler × NFE pivot marks the best value of each column in bold
+    assert re.search(r"<b>\d", html) and re.search(r"\| \*\*\d", md)
+
+
+def test_rendered_report_refers_to_no_file_outside_the_repository(built):
+    for name in ("index.html", "report.md"):
+        text = (built / "reports" / name).read_text()
+        for needle in (r"\bspec ", r"research/", r"\.\./shared"):
+            assert not re.search(needle, text), (name, needle, re.search(f".{{80}}{needle}.{{40}}", text))
+
+
+def test_data_files_cite_no_outside_files():
+    """The published-numbers and claims files feed captions and the scorecard verbatim."""
+    from diffrepro.reports import claims
+
+    for path in (paper.PAPER_NUMBERS, claims.CLAIMS_FILE):
+        assert not re.search(r"\bspec |research/|\.\./shared", path.read_text()), path.name

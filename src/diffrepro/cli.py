@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "bench degradation": "diffrepro.bench.degradation",
     "bench mdm": "diffrepro.bench.mdm",
     "bench gpu": "diffrepro.bench.gpu",
+    "bench gits": "diffrepro.bench.gits",
 }
 
 

@@ -82,3 +82,70 @@ def metric_vs_nfe(versions: Sequence[tuple[str, pl.DataFrame]], model: str, metr
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, dest)
+
+
+def metric_vs_nfe_by_grid(agg: pl.DataFrame, model: str, metrics: Sequence[str], samplers_of: dict[str, list[str]],
+                          dest: Path, title: str, divergent: set | None = None) -> Path:
+    """The papers' form: one column of panels per grid (`samplers_of[grid]`: at most ~8 samplers each), one row per
+    metric, log y; divergent cells (`divergent`: (sampler, grid, nfe)) are drawn as open markers."""
+    grids = list(samplers_of)
+    fig, axes = plt.subplots(len(metrics), len(grids), figsize=(4.2 * len(grids), 3.0 * len(metrics)), squeeze=False)
+    names = sorted({s for ss in samplers_of.values() for s in ss})
+    colour = {s: f"C{i % 10}" for i, s in enumerate(names)}
+    marker = {s: "osD^v<>px*"[i // 10 % 10] for i, s in enumerate(names)}
+    for row, metric in enumerate(metrics):
+        for col, grid in enumerate(grids):
+            ax = axes[row][col]
+            for sampler in samplers_of[grid]:
+                cells = agg.filter((pl.col("model") == model) & (pl.col("sampler") == sampler)
+                                   & (pl.col("grid") == grid) & pl.col(f"{metric}_mean").is_not_null()
+                                   & (pl.col(f"{metric}_mean") > 0)).sort("nfe")
+                if cells.height == 0:
+                    continue
+                nfe, y = cells["nfe"].to_numpy(), cells[f"{metric}_mean"].to_numpy()
+                ax.plot(nfe, y, marker=marker[sampler], ms=4, color=colour[sampler], label=sampler)
+                bad = np.array([(sampler, grid, int(n)) in (divergent or set()) for n in nfe])
+                if bad.any():
+                    ax.scatter(nfe[bad], y[bad], s=60, facecolors="none", edgecolors="red", zorder=5)
+            ax.set_yscale("log")
+            ax.set_xlabel("NFE")
+            ax.set_ylabel(metric)
+            ax.set_title(f"grid: {grid}", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=6, ncol=2)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, dest)
+
+
+def sample_mosaic(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], dest: Path, title: str,
+                  reference: np.ndarray | None = None, max_images: int = 16) -> Path:
+    """One figure per model: a row of panels per sampler (label, [(panel label, samples), ...]); image mosaics of
+    `max_images` images for NCHW arrays, scatter plots for [N, 2] arrays."""
+    ncol = max(len(p) for _, p in rows)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.7 * ncol + 0.6, 1.7 * len(rows)), squeeze=False)
+    for r, (label, panels) in enumerate(rows):
+        for c in range(ncol):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(panels):
+                ax.set_axis_off()
+                continue
+            name, x = panels[c]
+            if x.ndim == 4:
+                ax.imshow(tile_images(x, max_images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                if reference is not None:
+                    ax.scatter(reference[:, 0], reference[:, 1], s=1, c="0.8")
+                    lim = 1.4 * float(np.abs(reference).max())
+                    ax.set_xlim(-lim, lim)
+                    ax.set_ylim(-lim, lim)
+                ax.scatter(x[:, 0], x[:, 1], s=1, c="C0")
+            if r == 0:
+                ax.set_title(name, fontsize=7)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, dest)

@@ -67,11 +67,21 @@ def cell_text(value, target: str = "html") -> str:
         text = number_text(value["mean"]) + ("" if std is None else f" ± {number_text(std)}")
     else:
         text = number_text(value)
+    flag = value.get("flag") if isinstance(value, dict) else None
+    bold = isinstance(value, dict) and value.get("bold")
+    text += f" {flag}" if flag else ""
     if target == "tex":
-        return tex_escape(text)
+        return rf"\textbf{{{tex_escape(text)}}}" if bold else tex_escape(text)
     if target == "md":
-        return text.replace("|", r"\|").replace("\n", " ")
+        text = text.replace("|", r"\|").replace("\n", " ")
+        return f"**{text}**" if bold else text
     return text
+
+
+def html_cell(value) -> Markup:
+    """An HTML table cell: escaped text, <b> for the best value of a column."""
+    text = Markup.escape(cell_text(value, "html"))
+    return Markup(f"<b>{text}</b>") if isinstance(value, dict) and value.get("bold") else text
 
 
 def markdown_html(text: str, inline: bool = False) -> Markup:
@@ -99,7 +109,7 @@ def environment(kind: str) -> Environment:
         env = Environment(**common, autoescape=(kind == "html"))
         env.filters["markdown"] = markdown_html
         env.filters["inline"] = lambda text: markdown_html(text, inline=True)
-    env.filters["cell"] = lambda v: cell_text(v, kind)
+    env.filters["cell"] = html_cell if kind == "html" else (lambda v: cell_text(v, kind))
     env.globals["column_spec"] = column_spec
     return env
 
@@ -140,10 +150,12 @@ def render_report(context: dict, out_dir: Path) -> list[Path]:
     md = environment("md").get_template("report.md.j2").render(**context)
     outputs = [write_text(out_dir / "index.html", html), write_text(out_dir / "report.md", md)]
     tex = environment("tex").get_template("table.tex.j2")
-    for s in context["sections"]:
-        for t in s["tables"]:
-            dest = out_dir / "tables" / f"{slug(s['id'])}__{slug(t['id'])}.tex"
-            outputs.append(write_text(dest, tex.render(section=s, table=t, label=f"tab:{slug(s['id'])}:{slug(t['id'])}")))
+    by_id = {s["id"]: s for s in context["sections"]}
+    placed = [(s, t) for s in context["sections"] for t in s["tables"]]
+    placed += [(by_id[t["section"]], t) for t in context.get("appendix", [])]  # long tables moved to the appendix
+    for s, t in placed:
+        dest = out_dir / "tables" / f"{slug(s['id'])}__{slug(t['id'])}.tex"
+        outputs.append(write_text(dest, tex.render(section=s, table=t, label=f"tab:{slug(s['id'])}:{slug(t['id'])}")))
     keep = figures | {p.resolve() for p in outputs}
     for folder in (out_dir / "figures", out_dir / "tables"):
         for stale in folder.glob("*"):

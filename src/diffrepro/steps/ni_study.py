@@ -181,7 +181,8 @@ def part_matrices(cfg, args, out: Path) -> dict:
         sec["figures"].append({"path": _save_fig(plots.heatmaps(norm, f"C / diag(C), NFE {nfe}", clip=3.0),
                                                  out / f"heatmap_Cnorm_nfe{nfe}.png"),
                                "caption": f"The same matrices divided row-wise by their diagonal (the paper's "
-                                          f"'row normalised' view; colour clipped at ±3). Negative entries are the "
+                                          f"'row normalised' view). Each panel's colour bar spans ± its largest |entry|, capped at "
+                                          "±3 (entries beyond are saturated). Negative entries are the "
                                           "extrapolating 'self guidance' of higher-order solvers."})
     # marginal table
     rows = [marginal_row(name, m) for (name, nfe), m in sorted(mats.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
@@ -327,7 +328,7 @@ def part_search(cfg, args, out: Path) -> dict:
     sec["figures"].append({"path": _save_fig(plots.heatmaps(tuned_norm, "tuned C / diag(C)", cols=len(tuned_norm),
                                                             clip=3.0), out / "tuned_Cnorm.png"),
                            "caption": "Tuned matrices divided by their diagonal: compare with the paper's "
-                                      "alternating-sign, short-window CIFAR matrices (spec §5.1)."})
+                                      "alternating-sign, short-window CIFAR matrices of the paper's repository."})
     sec["sweep_file"] = _write_sweep(cfg, args, name, "ni_tuned", sweep_cells, D, shape, model.device)
     return sec
 
@@ -342,7 +343,7 @@ def part_sharpness(cfg, args, out: Path) -> dict:
     c = cfg["ni"]["sharpness"]
     sec = _section(cfg, args, f"ni_sharpness_{args.model}", 28, f"Sharpness control by editing the coefficient "
                    f"matrix ({args.model})",
-                   "NI §5.3 (SD3 sharpness control; spec claim 14 as a small-scale proxy)")
+                   "NI §5.3 (SD3 sharpness control; a small-scale proxy)")
     name = args.model
     model = _model(cfg, args, name, "sharpness")
     schedule = model.schedule
@@ -402,7 +403,7 @@ def part_cfg(cfg, args, out: Path) -> dict:
 
     c = cfg["ni"]["cfg"]
     sec = _section(cfg, args, "ni_cfg", 29, "Classifier-free guidance across samplers",
-                   "NI §5.2 (CFG adaptation; spec claim 15)")
+                   "NI §5.2 (CFG adaptation)")
     name = c["model"]
     model = _model(cfg, args, name, "cfg")
     schedule = model.schedule

@@ -20,7 +20,7 @@ def configure(parser):
 
 def run(args):
     from .. import config
-    from ..reports import paper, provenance, render, sections, spine, tables
+    from ..reports import claims, layout, paper, provenance, render, sections, spine, tables
 
     cfg = config.load(args.params)
     results, out = Path(args.results), Path(args.out_dir)
@@ -33,14 +33,22 @@ def run(args):
     for sec in extra:  # every section of one run comes from the same params: name the file the user gave
         sec["config"] = label
     built = [spine_sec] + [s for s in [spine.paper_section(cfg, agg, papers, label),
-                                       spine.ni_paper_section(cfg, agg, papers, label)] if s]
+                                       spine.ni_paper_section(cfg, agg, papers, label),
+                                       spine.gits_section(cfg, agg, results, label)] if s]
+    scale = cfg.get("report", {}).get("scale", "default")
+    everything = built + extra
+    card = claims.scorecard(claims.load_claims(), everything, agg, papers, scale)
+    everything = sorted(everything + [claims.scorecard_section(card, label, scale)], key=lambda s: (s["order"], s["id"]))
+    appendix = layout.split_appendix(everything, int(cfg.get("report", {}).get("appendix_rows", 30)))
+    prov = provenance.collect(cfg, label, results, Path(args.benchmarks))
     context = {
         "title": cfg.get("report", {}).get("title", "diffrepro reproduction report"),
         "params_file": label, "scale": cfg.get("report", {}).get("scale", "default"),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "notes": notes + missing,
-        "sections": sorted(built + extra, key=lambda s: (s["order"], s["id"])),
-        "provenance": provenance.collect(cfg, label, results, Path(args.benchmarks)),
+        "sections": everything, "appendix": appendix, "scorecard": card, "verdicts": claims.counts(card),
+        "setup": layout.setup_text(cfg, prov), "limitations": layout.LIMITATIONS, "references": layout.REFERENCES,
+        "provenance": prov,
     }
     written = render.render_report(context, out)
     print(f"report: {len(context['sections'])} sections, {len(written)} files -> {out / 'index.html'}, "

@@ -347,12 +347,12 @@ def section(rows, crit, trained, figures, cfg, params_path) -> dict:
     if "unscaled" in sec["variants"]:
         for sched in sec["schedules"]:
             tables.append(_table(rows, sched, "unscaled", "mean_max_weight",
-                                 f"Paper-code variant (query x_t without the 1/α rescale, NI §2.2) — NOT the exact "
+                                 f"Paper-code variant (query x_t without the 1/α rescale, as in the paper's released analysis code) — NOT the exact "
                                  f"posterior; mean max weight, {sched} schedule.",
                                  f"degradation_unscaled_{sched}"))
     tables.append({"id": "degradation_critical_t", "source": "ours",
                    "caption": f"Critical timestep (mean max weight crosses {sec['critical_threshold']}) against the "
-                              "rule of thumb D/s² = ln N + (√(2D)/s)·√(2 ln N) for iid unit-variance data (NI §2.3).",
+                              "rule of thumb D/s² = ln N + (√(2D)/s)·√(2 ln N) for iid unit-variance data (derived from the Gaussian posterior weights).",
                    "columns": ["data", "schedule", "D", "N", "critical t", "rule-of-thumb t", "critical σ/α",
                                "rule-of-thumb σ/α"],
                    "rows": [[c["data"], c["schedule"], c["D"], c["N"], _round(c["critical_timestep"], 1),
@@ -372,7 +372,7 @@ def section(rows, crit, trained, figures, cfg, params_path) -> dict:
         text.append(_trained_text(trained))
     scale = cfg.get("report", {}).get("scale", "default")
     return {"id": "ni_degradation", "order": 20, "paper": "NI", "title": "Weighted-sum degradation",
-            "reproduces": "NI §3.2 (weighted-sum degradation; spec natural_inference.md §2)",
+            "reproduces": "NI §3.2 (weighted-sum degradation, Fig. 2)",
             "scale": f"{scale} (CPU)" if scale != "paper" else "paper", "config": str(params_path),
             "text": text, "tables": tables, "figures": figures}
 
@@ -452,7 +452,7 @@ def run(args) -> int:
          "caption": "Histograms of the max posterior weight per timestep (log scale)."},
         {"path": figure_critical(crit, out),
          "caption": "Critical timestep and noise ratio σ/α at which degradation sets in, against D; dashed: the "
-                    "rule of thumb of NI spec §2.3."},
+                    "rule of thumb σ/α = √(D/ln N)/(1+√2) for iid unit-variance data."},
     ]
     if trained:
         figures.append({"path": figure_trained(trained, out),

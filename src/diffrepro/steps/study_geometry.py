@@ -301,7 +301,7 @@ def section(summary, per_sigma, checks, figures, sigmas, cfg, args, dim, n_train
     scale = cfg.get("report", {}).get("scale", "default")
     return {"id": "geo_trajectories", "order": 40, "paper": "GEO", "title": "Geometry of sampling trajectories",
             "reproduces": "GEO §3–5 (quasi-linear trajectories, denoising trajectory, annealed mean shift, "
-                          "memorisation, score deviation; spec geometric.md §4, §7 claims 1, 4–11, 22)",
+                          "memorisation, score deviation)",
             "scale": f"{scale} (CPU)" if scale != "paper" else "paper", "config": str(args.params),
             "text": text, "tables": tables, "figures": figures}
 
