@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> None:
                      **S.describe_diffusion(diffusion, x_scale)})
         print(f"mdm evaluate {args.dataset}/{meta['diffusion']}/seed{meta['seed']}: {result['metric']} "
               f"{result['value_no_offset']:.4f} (offset {result['value_offset']:.4f}); "
-              + ", ".join(f"{k} {v:.4g}" for k, v in sample_metrics.items()))
+              + ", ".join(f"{k} {v:.4g}" for k, v in sample_metrics.items() if isinstance(v, (int, float))))
     rows.sort(key=lambda r: (st["diffusions"].index(r["diffusion"]), r["seed"]))
     out = Path(args.out_dir)
     first_seed = min(r["seed"] for r in rows)
