@@ -271,3 +271,16 @@ def write_reference_npz(dest, mu, sigma, n: int | None = None) -> Path:
     if n is not None:
         arrays["n"] = np.asarray(n, dtype=np.int64)
     return write_with(dest, lambda tmp: np.savez(tmp, **arrays))
+
+
+def frechet_distance_of_features(f1, f2) -> float:
+    """FID of two feature sets [n, D] without a D×D matrix square root (exact, float64; cheap when n ≪ D).
+
+    With Σᵢ = AᵢAᵢᵀ, Aᵢ = (Fᵢ − μᵢ)ᵀ/√(nᵢ−1), the nonzero eigenvalues of Σ₁Σ₂ are the squared singular values of
+    A₁ᵀA₂ (n₁×n₂), so tr (Σ₁Σ₂)^½ is its nuclear norm, and tr Σᵢ = ‖Aᵢ‖²_F.
+    """
+    f1, f2 = (torch.as_tensor(f, dtype=torch.float64) for f in (f1, f2))
+    a1, a2 = ((f - f.mean(0)) / (len(f) - 1) ** 0.5 for f in (f1, f2))
+    cross = torch.linalg.svdvals(a1 @ a2.T).sum()
+    mean_term = (f1.mean(0) - f2.mean(0)).pow(2).sum()
+    return float(mean_term + a1.pow(2).sum() + a2.pow(2).sum() - 2 * cross)
