@@ -223,3 +223,22 @@ def amed_hash(wildcards):
     s = config["sampling"]
     return config_hash([config["seed"], s.get("amed"), s.get("sampler_options", {}).get(wildcards.sampler),
                         s.get("grid_options"), s.get("per_model", {}).get(wildcards.model, {}).get("grid_options")])
+
+
+# --- real image data (real.smk) -------------------------------------------------------------------------------
+from diffrepro.metrics.spaces import feature_kind
+
+REAL_KINDS = ("mnist", "fashion_mnist", "cifar10")
+REAL_DATASETS = sorted({dataset_of(m) for m in SWEEP_MODELS if config["datasets"][dataset_of(m)]["kind"] in REAL_KINDS})
+
+
+def _real_inputs(wc):
+    models = [m for m in SWEEP_MODELS if dataset_of(m) == wc.dataset]
+    inputs = {"data": f"results/data/{wc.dataset}/data.npz", "refstats": f"results/refstats/{wc.dataset}.pt",
+              "metrics": "results/tables/metrics_agg.parquet",
+              "classifier": f"results/classifiers/{wc.dataset}/classifier.pt",
+              "reference": expand("results/samples/{model}/_reference.npz", model=models)}
+    if feature_kind(config, wc.dataset) != "classifier":  # the classifier space is scored from the sample files
+        inputs["samples"] = expand("results/samples/{model}/{sampler}.npz", model=models,
+                                   sampler=SAMPLERS + [s for s in EXTRA_SAMPLERS if s not in SAMPLERS])
+    return inputs

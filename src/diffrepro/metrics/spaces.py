@@ -88,7 +88,13 @@ def reference_stats_file(cfg: dict, dataset: str) -> str | None:
 
 def refstats_inputs(cfg: dict, dataset: str) -> dict:
     """Inputs of the reference_stats rule: the statistics file when configured, else the dataset's data.npz
-    (plus the classifier when the feature space needs one)."""
+    (plus the classifier when the feature space needs one). A configured file that is not there yet is left out, so
+    a dry run still lists the DAG; the job then stops at once naming it (like a missing published checkpoint)."""
+    from pathlib import Path
+
     stats_file = reference_stats_file(cfg, dataset)
-    inputs = {"stats_file": stats_file} if stats_file else {"data": f"results/data/{dataset}/data.npz"}
+    if stats_file:
+        inputs = {"stats_file": stats_file} if Path(stats_file).is_file() else {}
+    else:
+        inputs = {"data": f"results/data/{dataset}/data.npz"}
     return with_classifier(cfg, dataset, **inputs)

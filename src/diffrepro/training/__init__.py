@@ -42,14 +42,31 @@ def net_from_model_file(blob: dict, path: str | Path, device="cpu") -> tuple[tor
     return net.to(device).eval().requires_grad_(False), blob["spec"]
 
 
+def differing_keys(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """Dotted keys present in both nested dicts whose values differ (a key only one side has is not compared)."""
+    out = []
+    for k in sorted(set(stored) & set(wanted)):
+        a, b = stored[k], wanted[k]
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differing_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
+
+
 def check_matches_params(path, stored_spec: dict, params_spec: dict, model: str) -> None:
     """UserError when a checkpoint was trained with other settings than `models.<model>` of the params file (keys
-    present in both are compared, so a key added to the schema later does not invalidate old checkpoints)."""
-    differ = sorted(k for k in set(stored_spec) & set(params_spec) if stored_spec[k] != params_spec[k])
+    present in both are compared, at every depth, so a key added to the schema later — or a default the schema fills
+    in — does not invalidate old checkpoints)."""
+    differ = differing_keys(stored_spec, params_spec)
     if differ:
+        def value(d, dotted):
+            for part in dotted.split("."):
+                d = d[part]
+            return d
         k = differ[0]
-        raise UserError(f"{path} was trained with models.{model}.{k} = {stored_spec[k]!r}, but the params file has "
-                        f"{params_spec[k]!r} (differing keys: {differ}); retrain it or use the matching params")
+        raise UserError(f"{path} was trained with models.{model}.{k} = {value(stored_spec, k)!r}, but the params file "
+                        f"has {value(params_spec, k)!r} (differing keys: {differ}); retrain it or use the matching params")
 
 
 def model_denoiser(net: torch.nn.Module, spec: dict, labels=None, guidance_scale: float | None = None,
