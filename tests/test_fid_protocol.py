@@ -137,14 +137,18 @@ def test_reference_npz_of_wrong_width_fails_before_output(tmp_path, capsys):
     assert "wide.npz" in capsys.readouterr().err and not out.exists()
 
 
-def test_refstats_rule_inputs_follow_the_config():
+def test_refstats_rule_inputs_follow_the_config(tmp_path):
     from diffrepro.metrics.spaces import refstats_inputs
 
     cfg = config.load(SMOKE)
     assert refstats_inputs(cfg, "digits") == {"data": "results/data/digits/data.npz",
                                               "classifier": "results/classifiers/digits/classifier.pt"}
-    cfg["metrics"]["reference_stats"] = {"digits": "stats/d.npz"}
-    assert refstats_inputs(cfg, "digits")["stats_file"] == "stats/d.npz"
+    stats = tmp_path / "d.npz"
+    cfg["metrics"]["reference_stats"] = {"digits": str(stats)}
+    # not there yet: no file input (a dry run lists the DAG; the job stops naming the file), and no data.npz either
+    assert not {"stats_file", "data"} & set(refstats_inputs(cfg, "digits"))
+    stats.write_bytes(b"")
+    assert refstats_inputs(cfg, "digits")["stats_file"] == str(stats)
     cfg["metrics"]["reference_stats"] = {"cifar": "stats/c.npz"}
     with pytest.raises(UserError, match="cifar"):
         refstats_inputs(cfg, "digits")
