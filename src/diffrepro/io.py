@@ -186,14 +186,19 @@ def sidecar_path(artifact: str | Path) -> Path:
     return artifact.with_name(artifact.name + ".prov.json")
 
 
-def sha256_file(path: str | Path) -> str:
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (read in 1 MiB blocks): sha256 for artifacts, md5 where a format publishes it."""
     import hashlib
 
-    h = hashlib.sha256()
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def write_provenance(artifact: str | Path, cfg_section: Any = None, seed: int | None = None, **extra) -> Path:

@@ -117,11 +117,9 @@ def write_npz(dest: str | Path, arrays: dict) -> Path:
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from ..io import sha256_file as digest
+
+    return digest(path)
 
 
 def load_npz(path: str | Path) -> dict:

@@ -6,7 +6,6 @@ files); before torchvision reads them each file's MD5 is checked against `RAW_FI
 is a UserError naming it instead of a torchvision traceback or silently wrong data."""
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import threading
@@ -97,11 +96,10 @@ def raw_dir(kind: str, root: str | Path) -> Path:
 
 
 def md5_file(path: str | Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """MD5 of a raw IDX file (the checksums torchvision and the dataset authors publish)."""
+    from ..io import file_digest
+
+    return file_digest(path, "md5")
 
 
 def missing_raw_files(kind: str, root: str | Path) -> list[Path]:

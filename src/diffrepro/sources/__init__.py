@@ -62,13 +62,9 @@ def is_imported(spec: dict) -> bool:
 # --- checkpoints on disk --------------------------------------------------------------------------------------------
 def sha256_files(files: list[Path]) -> str:
     """sha256 of one file's bytes; for several files, of their names and per-file digests (a folder checkpoint)."""
-    digests = []
-    for f in files:
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        digests.append((Path(f).name, h.hexdigest()))
+    from ..io import sha256_file
+
+    digests = [(Path(f).name, sha256_file(f)) for f in files]
     if len(digests) == 1:
         return digests[0][1]
     return hashlib.sha256("".join(f"{n}:{d}\n" for n, d in sorted(digests)).encode()).hexdigest()
