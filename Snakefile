@@ -56,9 +56,6 @@ rule stage_train:
 rule stage_sweep:
     input:
         "results/metrics.json",
-    # DVC versions results/amed (the AMED predictors, dvc.yaml): it must exist even when the params train none.
-    shell:
-        "mkdir -p results/amed"
 
 
 rule stage_studies:

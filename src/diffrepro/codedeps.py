@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
+import os
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/diffrepro
@@ -102,8 +104,50 @@ def _data_files(modules: list[str]) -> list[Path]:
     return sorted(p for p in PACKAGE_ROOT.rglob("*") if p.is_file() and p.name in names)
 
 
+def _tree_key() -> str:
+    """Names, sizes and modification times of every source and data file of the package: when none of them moved,
+    no hash can have changed, and the hashes of the last parse are reused (a parse of the workflow, including each
+    cluster job's, then costs a few stats instead of reading every module's syntax tree)."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_ROOT.rglob("*")):
+        if path.suffix in (".py", *DATA_SUFFIXES) and "__pycache__" not in path.parts:
+            st = path.stat()
+            digest.update(f"{path.relative_to(PACKAGE_ROOT)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _cache_file() -> Path:
+    root = Path(os.environ.get("DIFFREPRO_CACHE") or Path.home() / ".cache" / "diffrepro")
+    return root / "codedeps" / f"{PACKAGE_ROOT.as_posix().replace('/', '_')}-{_tree_key()}.json"
+
+
 @functools.lru_cache(maxsize=None)
+def _cached() -> dict:
+    try:
+        return json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def code_hash(name: str) -> str:
+    """Short, stable hash of everything `module_closure(name)` holds (the code a CLI step can run); reused from the
+    on-disk cache while no file of the package changed."""
+    cache = _cached()
+    if name not in cache:
+        cache[name] = _compute_code_hash(name)
+        try:  # best effort: a read-only home only costs the recomputation
+            dest = _cache_file()
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, sort_keys=True))
+            os.replace(tmp, dest)
+        except OSError:
+            pass
+    return cache[name]
+
+
+@functools.lru_cache(maxsize=None)
+def _compute_code_hash(name: str) -> str:
     """Short, stable hash of everything `module_closure(name)` holds (the code a CLI step can run)."""
     modules = module_closure(name)
     digest = hashlib.sha256()
