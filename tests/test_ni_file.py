@@ -18,20 +18,10 @@ from diffrepro.errors import UserError
 from diffrepro.natural_inference.study import load_for_model, sample
 from diffrepro.natural_inference.tracer import trace_sampler
 from diffrepro.samplers.sweep import model_grid, run_cell
+from test_ni import DATA, VP, optimal_denoiser  # the same exact bed as the NI replay tests
 
-VP = make_schedule("vp_linear")
-DATA = torch.randn(24, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
 # (paper file name, our sampler traced into it, steps = NFE)
 FILES = [("step_5_weight_00", "ddim", 5), ("step_10_weight_42", "dpmpp2m", 10), ("step_15_weight_173", "dpmpp3m", 15)]
-
-
-def optimal_denoiser(schedule, data=DATA):
-    """Exact posterior mean over `data` (NI §2.1), float64."""
-    def D(x, t):
-        a, s = float(schedule.alpha(t)), float(schedule.sigma(t))
-        logits = -((x[:, None, :] - a * data[None]) ** 2).sum(-1) / (2 * s * s)
-        return torch.softmax(logits, 1) @ data
-    return D
 
 
 def paper_layout(path, m, **replace):
