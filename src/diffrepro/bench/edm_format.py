@@ -70,13 +70,14 @@ def edm_denoiser(net, schedule=None) -> EDMDenoiser:
     return EDMDenoiser(net, schedule or vp_schedule())
 
 
-class FrozenEDMNet:
-    """Zero-cost stand-in with EDM's calling convention: returns one precomputed D."""
+class FrozenNet:
+    """Zero-cost stand-in for a network, whatever its calling convention (ours `net(x, t, y)`, EDM's
+    `net(x, sigma, class_labels)`): returns one precomputed output and counts the calls."""
 
     def __init__(self, output):
         self.output, self.calls = output, 0
 
-    def __call__(self, x, sigma, class_labels=None):
+    def __call__(self, *args, **kwargs):
         self.calls += 1
         return self.output
 

@@ -49,16 +49,6 @@ def configure(parser):
                         help="best of this many alternating timings for the published-network row")
 
 
-class FrozenNet:
-    """Stands in for the network at zero cost: returns one precomputed output (the real forward is timed apart)."""
-
-    def __init__(self, output):
-        self.output, self.calls = output, 0
-
-    def __call__(self, x, t, y=None):
-        self.calls += 1
-        return self.output
-
 
 def _counted(net, fn):
     """`fn` returning how many times it called the stand-in `net` (what a timing is divided by)."""
@@ -180,13 +170,13 @@ def published_overhead(denoiser_for, net, schedule, x, names, nfe, repeats, sync
     theirs, diffusers class)). `denoiser_for(net) -> D(x, t)` on `schedule`; `sync` e.g. torch.cuda.synchronize."""
     import torch
 
-    from .edm_format import FrozenEDMNet
+    from .edm_format import FrozenNet
 
     sigma = torch.full((len(x),), float(schedule.sigma_ve(0.5)), device=x.device)
     with torch.no_grad():
         out = net(x, sigma)
         forward, _ = _min_time(lambda: net(x, sigma), max(3, repeats // 3), sync)
-    frozen = FrozenEDMNet(out)
+    frozen = FrozenNet(out)
     rows = []
     for name in names:
         cls_name, opts, scaling = PUBLISHED[name]
@@ -220,6 +210,7 @@ def run(args) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # diffusers deprecation notices
 
     from ..diffusion.schedules import make_schedule
+    from .edm_format import FrozenNet
     from ..models import build_model
     from ..samplers import SAMPLERS
 
