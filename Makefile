@@ -15,6 +15,8 @@ PARAMS ?= $(SELECTED_PARAMS)
 export SNAKEMAKE_PROFILE ?= workflow/profiles/local
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
+# make test runs the suite on this many pytest-xdist workers (the tests of a file stay on one worker)
+TEST_WORKERS ?= 2
 
 .PHONY: install reproduce run test test-fast system-deps assets-data assets-inception dryrun lint compare pull push bench gpu-check clean
 
@@ -81,7 +83,7 @@ assets-data: $(STAMP)
 	@$(VENV)/bin/diffrepro assets datasets || echo "warning: real datasets unavailable; the real-data tests will say why they skip"
 
 test: $(STAMP) system-deps assets-data assets-inception
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Unit tests only (no pipeline runs)

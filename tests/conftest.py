@@ -79,21 +79,40 @@ def select_params(repo: Path, params_file: str) -> None:
     path.write_text(re.sub(r"(?m)^params_file: .*$", f"params_file: {params_file}", path.read_text()))
 
 
+def _run_shared_dir(tmp_path_factory) -> Path:
+    """A folder shared by every worker of this pytest run (`make test` runs `pytest -n 2 --dist loadfile`: the tests
+    of one file stay on one worker, files are spread over the workers); the run's own base folder without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def smoke_workspace(tmp_path_factory) -> Path:
-    """The whole chain on params/smoke.yaml, once per test session, the way `make reproduce` runs it: `dvc repro`
+    """The whole chain on params/smoke.yaml, once per test run, the way `make reproduce` runs it: `dvc repro`
     (DVC stages calling real Snakemake) in a git copy of the checkout whose params/run.yaml selects params/smoke.yaml.
-    Committed and tagged `v1`, so the versioning tests continue from it."""
-    import shutil
+    Committed and tagged `v1`, so the versioning tests continue from it (in copies: it is read-only for tests).
+    Built by whichever worker asks first, under a file lock; the others wait for it and reuse it."""
+    import fcntl
     import subprocess
 
-    ws = copy_worktree(ROOT, tmp_path_factory.mktemp("smoke") / "repo")
-    select_params(ws, "params/smoke.yaml")
-    git_init_commit(ws, "v1 params (smoke)")
-    r = subprocess.run([PY, "-m", "dvc", "repro"], cwd=ws, capture_output=True, text=True, env=run_env(), timeout=1200)
-    if r.returncode != 0:
-        pytest.fail("smoke pipeline (dvc repro) failed:\n" + r.stdout[-6000:] + r.stderr[-6000:])
-    (ws / "dvc-repro-v1.log").write_text(r.stdout)
-    for args in (["add", "-A"], ["commit", "-qm", "v1 results"], ["tag", "v1"]):
-        subprocess.run(["git", *args], cwd=ws, check=True, capture_output=True)
+    shared = _run_shared_dir(tmp_path_factory) / "smoke-shared"
+    shared.mkdir(exist_ok=True)
+    ws, done, failed = shared / "repo", shared / "built", shared / "failed.txt"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(failed.read_text())
+        if not done.exists():
+            copy_worktree(ROOT, ws)
+            select_params(ws, "params/smoke.yaml")
+            git_init_commit(ws, "v1 params (smoke)")
+            r = subprocess.run([PY, "-m", "dvc", "repro"], cwd=ws, capture_output=True, text=True, env=run_env(),
+                               timeout=1200)
+            if r.returncode != 0:
+                failed.write_text("smoke pipeline (dvc repro) failed:\n" + r.stdout[-6000:] + r.stderr[-6000:])
+                pytest.fail(failed.read_text())
+            (ws / "dvc-repro-v1.log").write_text(r.stdout)
+            for args in (["add", "-A"], ["commit", "-qm", "v1 results"], ["tag", "v1"]):
+                subprocess.run(["git", *args], cwd=ws, check=True, capture_output=True)
+            done.touch()
     return ws
