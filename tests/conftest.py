@@ -8,6 +8,24 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
+# Files whose tests continue from the shared smoke workspace: one work unit, so one worker builds that workspace and
+# runs them while the other worker takes every other file.
+SMOKE_CHAIN_FILES = {"tests/test_codedeps.py", "tests/test_e2e.py", "tests/test_versioning.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs `pytest -n 2 --dist loadfile`: the tests of a file stay on one worker (module fixtures are
+    built once) and the smoke-chain files form one unit."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class SmokeChainFirst(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            scope = super()._split_scope(nodeid)
+            return "smoke-chain" if scope in SMOKE_CHAIN_FILES else scope
+
+    return SmokeChainFirst(config, log)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """In-process tests use small problems: one torch/BLAS thread avoids oversubscription stalls on a 2-core box

@@ -100,7 +100,7 @@ def test_smoke_slice_through_slurm_equals_local_run(tmp_path, slurm_cluster):
     assert submitted == len(job_ids)
     assert not re.findall(r"^localrule (\w+):", log, re.M), log[-4000:]
     for rule in ("prepare", "train", "reference_stats", "reference", "sample", "evaluate"):
-        assert re.search(rf"^rule {rule}:", log, re.M), f"no {rule} job in the SLURM run"
+        assert re.search(rf"^\s*rule {rule}:", log, re.M), f"no {rule} job in the SLURM run"  # indented: grouped
     # The same slice on the local profile gives the same numbers (same seeds, one thread per job on both).
     r_local = subprocess.run([sys.executable, "-m", "snakemake", "--profile", str(ROOT / "workflow/profiles/local"),
                               "--cores", "2", *SLURM_TARGETS, "--configfile", "params/smoke.yaml"], cwd=local,
