@@ -18,8 +18,11 @@ from ..io import write_with  # noqa: E402
 DPI = 100
 
 
-def _save(fig, dest: Path) -> Path:
-    write_with(dest, lambda p: fig.savefig(p, dpi=DPI, bbox_inches="tight", format="png"))
+def save_figure(fig, dest, dpi: int = DPI, tight: bool = True):
+    """Write `fig` as a PNG at `dest` atomically (cropped to its content unless `tight` is false), close it and
+    return `dest`."""
+    crop = {"bbox_inches": "tight"} if tight else {}
+    write_with(dest, lambda p: fig.savefig(p, dpi=dpi, format="png", **crop))
     plt.close(fig)
     return dest
 
@@ -52,7 +55,7 @@ def sample_panels(panels: Sequence[tuple[str, np.ndarray]], dest: Path, title: s
             ax.tick_params(labelsize=6)
         ax.set_title(label, fontsize=8)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, dest)
+    return save_figure(fig, dest)
 
 
 def metric_vs_nfe(versions: Sequence[tuple[str, pl.DataFrame]], model: str, metrics: Sequence[str], dest: Path,
@@ -81,7 +84,7 @@ def metric_vs_nfe(versions: Sequence[tuple[str, pl.DataFrame]], model: str, metr
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, dest)
+    return save_figure(fig, dest)
 
 
 def metric_vs_nfe_by_grid(agg: pl.DataFrame, model: str, metrics: Sequence[str], samplers_of: dict[str, list[str]],
@@ -115,7 +118,7 @@ def metric_vs_nfe_by_grid(agg: pl.DataFrame, model: str, metrics: Sequence[str],
             ax.legend(fontsize=6, ncol=2)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, dest)
+    return save_figure(fig, dest)
 
 
 def sample_mosaic(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], dest: Path, title: str,
@@ -148,4 +151,4 @@ def sample_mosaic(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], 
                 ax.set_ylabel(label, fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, dest)
+    return save_figure(fig, dest)

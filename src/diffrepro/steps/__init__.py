@@ -23,3 +23,32 @@ def section(cfg: dict, section_name: str, key: str, source: str) -> dict:
     if key not in entries:
         raise UserError(f"{source}: '{key}' is not a key of '{section_name}' (known: {sorted(entries)})")
     return entries[key]
+
+
+def parse_named_paths(items: list[str], flag: str) -> dict[str, str]:
+    """`NAME=PATH` arguments → {name: path}, or a UserError naming the flag."""
+    from ..errors import UserError
+
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"{flag} expects NAME=PATH, got '{item}'")
+        out[name] = path
+    return out
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: runtime.num_threads)")
+
+
+def limit_threads(cfg: dict, threads: int | None) -> None:
+    """torch intra-op threads and NumPy's BLAS pool (KID/FID kernels) to the rule's thread count.
+
+    Oversubscribed BLAS threads on small KID kernels (subset × features) were 20× slower on a shared 2-core box.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from .. import runtime
+
+    threadpool_limits(runtime.set_num_threads(cfg.get("runtime"), threads))
