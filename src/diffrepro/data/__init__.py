@@ -124,7 +124,8 @@ def sha256_file(path: str | Path) -> str:
 
 def load_npz(path: str | Path, keys: tuple[str, ...] = SPLIT_KEYS) -> dict:
     """Read a prepared `data.npz` into a dict of arrays, checked (io.read_npz: checksum, the `keys`, finite values;
-    x arrays floating with a sample axis, labels integer and as long as their x); UserError naming the file otherwise."""
+    x arrays floating with a sample axis, labels integer and as long as their x, of the keys asked for); UserError
+    naming the file otherwise."""
     from ..io import read_npz
 
     path = Path(path)
@@ -132,7 +133,8 @@ def load_npz(path: str | Path, keys: tuple[str, ...] = SPLIT_KEYS) -> dict:
         raise UserError(f"missing dataset file: {path} (run `diffrepro prepare` first)")
     arrays = read_npz(path, "dataset file", tuple(keys))
     for split in ("train", "test"):
-        x, y = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
+        x = arrays[f"x_{split}"] if f"x_{split}" in keys else None
+        y = arrays[f"y_{split}"] if f"y_{split}" in keys else None
         if x is not None and (x.dtype.kind != "f" or x.ndim < 2):
             raise UserError(f"dataset file {path}: x_{split} must be a float array [N, ...], got {x.dtype} "
                             f"{list(x.shape)}")

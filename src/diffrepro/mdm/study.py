@@ -1,5 +1,5 @@
 """Glue between the config, the data and the MDM core: build a diffusion + network for a study, load its data,
-evaluate a trained pair. Pure functions of tensors and dicts (the steps do the file I/O)."""
+evaluate a trained pair. Functions of tensors and dicts; `load_model` and `load_split` read the step's input files."""
 from __future__ import annotations
 
 import math
@@ -47,9 +47,9 @@ def make_network(study: dict, k: int, data_shape: tuple[int, ...], seed: int) ->
 
 def load_split(path, split: str, levels: int | None) -> torch.Tensor:
     """x_<split> from a prepared data.npz; discrete images are checked to sit on the `levels` grid."""
-    from ..io import read_npz
+    from ..data import load_npz
 
-    arrays = read_npz(path, "dataset file", (f"x_{split}",))
+    arrays = load_npz(path, (f"x_{split}",))
     x = torch.from_numpy(np.asarray(arrays[f"x_{split}"], dtype=np.float32))
     if levels is not None:
         k = (x.double() + 1) * 0.5 * (levels - 1)
@@ -110,3 +110,33 @@ def describe_diffusion(diffusion: LinearDiffusion, x_scale: float = 1.0) -> dict
         kl = diffusion.terminal_kl(torch.tensor([x_scale], dtype=torch.float64))
     return {"Q": q.tolist(), "D": torch.diagonal(d).tolist(), "eig_A0": [[float(e.real), float(e.imag)] for e in eig],
             "terminal_kl_nats": float(kl[0]), "terminal_kl_at": x_scale}
+
+
+def describe_network(spec: dict) -> str:
+    arch = spec.get("arch", "mlp")
+    return f"{arch} (" + ", ".join(f"{k} {v}" for k, v in spec.get(arch, {}).items()) + ")"
+
+
+def load_model(path, cfg: dict):
+    """(network on the runtime's device, diffusion, meta, training history) from an `mdm train` model file."""
+    from pathlib import Path
+
+    from ..io import verify_checksum
+    from ..runtime import select_device
+    from .network import OnDevice
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"missing input file: {path}")
+    verify_checksum(path, "MDM model file")
+    try:  # our own file (checksum as written); it pickles the diffusion's metadata, hence weights_only=False
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        meta = payload["meta"]
+    except Exception as exc:
+        raise UserError(f"MDM model file {path} is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+    diffusion = make_diffusion(cfg, meta["diffusion"], meta["seed"])
+    diffusion.load_state_dict(payload["diffusion"])
+    net = make_network({"network": meta["network"]}, meta["k"], tuple(meta["data_shape"]), meta["seed"])
+    net.load_state_dict(payload["net"])
+    net.eval()
+    return OnDevice(net, select_device(cfg.get("runtime"))), diffusion, meta, payload["history"]
