@@ -220,7 +220,7 @@ def sampler_catalogue() -> dict:
 @functools.lru_cache(maxsize=1)
 def grid_catalogue() -> dict:
     """grid name -> option names (None = unknown) from samplers/grids.py `GRIDS` and the GITS defaults in
-    steps/sample.py."""
+    samplers/plan.py."""
     path = PACKAGE / "samplers" / "grids.py"
     try:
         tree = ast.parse(path.read_text())
@@ -240,11 +240,11 @@ def grid_catalogue() -> dict:
 
 def _gits_options() -> set | None:
     try:
-        tree = ast.parse((PACKAGE / "steps" / "sample.py").read_text())
+        tree = ast.parse((PACKAGE / "samplers" / "plan.py").read_text())
     except (OSError, SyntaxError):
         return None
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "_gits_builder":
+        if isinstance(node, ast.FunctionDef) and node.name == "gits_grid_builder":
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Dict) and sub.keys and all(isinstance(k, ast.Constant) for k in sub.keys
                                                                   if k is not None):

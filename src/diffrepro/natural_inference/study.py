@@ -1,7 +1,7 @@
 """The NI study's computations (no file I/O): matrix tables, replay equivalence, tuned-vs-baseline, sharpness, CFG.
 
-Each function takes denoisers and noises and returns plain rows/arrays; `steps/ni_study.py` loads models and data,
-calls these and writes the report section.
+Each function takes denoisers and noises and returns plain rows/arrays; `natural_inference.parts` builds the report
+sections from them.
 """
 from __future__ import annotations
 
