@@ -52,3 +52,18 @@ def limit_threads(cfg: dict, threads: int | None) -> None:
     from .. import runtime
 
     threadpool_limits(runtime.set_num_threads(cfg.get("runtime"), threads))
+
+
+def write_sample_file(dest, arrays: dict, manifest: dict, cfg_section: dict, seed: int, **provenance) -> None:
+    """A sample file: `S.npz` (one array per key), its manifest `S.json` beside it and the provenance sidecar."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from .. import io
+
+    dest = Path(dest)
+    io.ensure_writable_dir(dest.parent)
+    io.write_with(dest, lambda tmp: np.savez(tmp, **arrays))
+    io.write_json(dest.with_suffix(".json"), manifest)
+    io.write_provenance(dest, cfg_section, seed=seed, **provenance)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from . import add_params_arg
+from . import add_params_arg, write_sample_file
 
 
 def configure(parser):
@@ -51,18 +51,6 @@ def _inputs(cfg: dict, args, model_name: str | None):
     return inp
 
 
-def _write_sweep(cfg: dict, dest: str, arrays: dict, manifest: dict) -> None:
-    from pathlib import Path
-
-    import numpy as np
-
-    from .. import io
-
-    io.write_with(dest, lambda tmp: np.savez(tmp, **arrays))
-    io.write_json(Path(dest).with_suffix(".json"), manifest)
-    io.write_provenance(dest, cfg["ni"], seed=cfg["seed"], model=manifest["model"], sampler=manifest["sampler"])
-
-
 def run(args):
     from .. import config
     from ..errors import UserError
@@ -79,7 +67,9 @@ def run(args):
     start = time.perf_counter()
     sec, sweep = PART_FUNCTIONS[args.part](_inputs(cfg, args, model_name), out)
     if sweep is not None:
-        _write_sweep(cfg, args.sweep_out, *sweep)
+        arrays, manifest = sweep
+        write_sample_file(args.sweep_out, arrays, manifest, cfg["ni"], cfg["seed"], model=manifest["model"],
+                          sampler=manifest["sampler"])
         sec["sweep_file"] = str(args.sweep_out)
     sec["wall_s"] = time.perf_counter() - start
     dest = out / "section.json"

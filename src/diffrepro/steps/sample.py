@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..samplers.plan import resolve_grids
 from ..samplers.sweep import model_sampling
-from . import add_params_arg, section
+from . import add_params_arg, section, write_sample_file
+
 
 def configure(parser):
     add_params_arg(parser)
@@ -49,111 +50,46 @@ def _load(cfg, args):
 
 
 def run_sampler(cfg, args) -> int:
-    import numpy as np
-
-    from .. import io
-    from ..errors import UserError
     from ..amed import load_predictors
+    from ..errors import UserError
     from ..samplers import get_sampler
-    from ..samplers.plan import amed_decisions, coordinate_problem, gits_grid_builder, plan
-    from ..samplers.sweep import initial_noise, model_grid, noise_seed, run_cell
+    from ..samplers.plan import plan, sample_cells
 
     sampling = model_sampling(cfg, args.model)
-    get_sampler(args.sampler)
     options = sampling.get("sampler_options", {}).get(args.sampler)
-    cells, skipped = plan(sampling, args.sampler)
     predictors = load_predictors(args.amed_predictor, args.model, args.sampler)
     if args.amed_predictor and not args.sampler.startswith("amed"):
         raise UserError(f"--amed-predictor is for AMED samplers, not '{args.sampler}'")
-    if predictors:  # a learned sampler runs only where it was trained
-        skipped += [{**{k: c[k] for k in ("key", "grid", "nfe", "seed")},
-                     "reason": f"no AMED predictor for NFE {c['nfe']} (sampling.amed.nfe)"}
-                    for c in cells if c["nfe"] not in predictors]
-        cells = [c for c in cells if c["nfe"] in predictors]
+    cells, skipped = plan(sampling, args.sampler, trained_nfe=set(predictors))
     denoiser, schedule, shape, device = _load(cfg, args)
-    gits, gits_state = gits_grid_builder(sampling, cfg, denoiser, schedule, shape, device)
-    grid_opts = sampling.get("grid_options", {})
-    arrays, records = {}, []
-    noises = {s: initial_noise(shape, cfg["seed"], s).to(device) for s in sampling["seeds"]}
     start = time.perf_counter()
-    bar = _progress(len(cells), args.no_progress, f"sample {args.model}/{args.sampler}")
-    for cell in cells:
-        g0 = time.perf_counter()
-        try:
-            grid = model_grid(cell["grid"], schedule, cell["steps"], grid_opts.get(cell["grid"]), gits)
-        except UserError as exc:  # a grid this schedule cannot make (e.g. respaced on a continuous schedule)
-            skipped.append({**{k: cell[k] for k in ("key", "grid", "nfe", "seed")}, "reason": str(exc)})
-            bar.update(1)
-            continue
-        grid_s = time.perf_counter() - g0
-        reason = coordinate_problem(get_sampler(args.sampler).coords, schedule, grid)
-        if reason:
-            skipped.append({**{k: cell[k] for k in ("key", "grid", "nfe", "seed")}, "reason": reason})
-            bar.update(1)
-            continue
-        amed = {}
-        if cell["nfe"] in predictors:
-            path, predictor = predictors[cell["nfe"]]
-            amed = {"amed": {"predictor": str(path), **amed_decisions(predictor, args.sampler, schedule, grid)}}
-        cell_options = {**(options or {}), **{k: v for k, v in amed.get("amed", {}).items() if k != "predictor"}}
-        out, rec = run_cell(denoiser, schedule, args.sampler, grid, noises[cell["seed"]], options=cell_options,
-                            sde_seed=noise_seed(cfg["seed"], cell["seed"]) + 1, batch_size=sampling["batch_size"])
-        arrays[cell["key"]] = out.detach().cpu().float().numpy()
-        records.append({"key": cell["key"], "grid": cell["grid"], "nfe": cell["nfe"],
-                        "nfe_measured": rec["nfe_measured"], "seed": cell["seed"], "wall_s": rec["wall_s"],
-                        "t_grid": rec["t_grid"], "coords": rec["coords"], "steps": cell["steps"],
-                        "model_t_grid": [float(v) for v in grid], "grid_wall_s": grid_s,
-                        "noise_seed": noise_seed(cfg["seed"], cell["seed"]),
-                        **({"sde_seed": noise_seed(cfg["seed"], cell["seed"]) + 1}
-                           if get_sampler(args.sampler).stochastic else {}),
-                        **({"gits_indices": gits_state["gits"].indices[cell["steps"]]} if cell["grid"] == "gits"
-                           else {}), **amed})
-        bar.update(1)
-    bar.close()
-    out_path = Path(args.out)
+    with _progress(len(cells), args.no_progress, f"sample {args.model}/{args.sampler}") as bar:
+        arrays, records = sample_cells(cfg, sampling, args.sampler, cells, skipped, predictors, denoiser, schedule,
+                                       shape, device, bar)
     manifest = {"model": args.model, "sampler": args.sampler, "cells": records, "skipped": skipped,
                 "options": get_sampler(args.sampler).merged_options(options), "params_seed": cfg["seed"],
                 "n_samples": shape[0], "wall_s": time.perf_counter() - start}
-    io.ensure_writable_dir(out_path.parent)
-    io.write_with(out_path, lambda tmp: np.savez(tmp, **arrays))
-    io.write_json(out_path.with_suffix(".json"), manifest)
-    io.write_provenance(out_path, sampling, seed=cfg["seed"], model=args.model, sampler=args.sampler)
+    write_sample_file(args.out, arrays, manifest, sampling, cfg["seed"], model=args.model, sampler=args.sampler)
     print(f"{args.model}/{args.sampler}: {len(records)} cells ({len(skipped)} skipped) in "
-          f"{manifest['wall_s']:.1f} s → {out_path}")
+          f"{manifest['wall_s']:.1f} s → {args.out}")
     return 0
 
 
 def run_reference(cfg, args) -> int:
-    import numpy as np
-
-    from .. import io
-    from ..samplers.reference import self_consistency
-    from ..samplers.sweep import initial_noise, noise_seed
+    from ..samplers.plan import reference_cells
 
     sampling = model_sampling(cfg, args.model)
-    ref = sampling["reference"]
-    steps, solver = int(ref.get("steps", 500)), ref.get("solver", "heun")
+    steps, solver = int(sampling["reference"].get("steps", 500)), sampling["reference"].get("solver", "heun")
     denoiser, schedule, shape, device = _load(cfg, args)
-    arrays, seeds = {}, []
     start = time.perf_counter()
-    bar = _progress(len(sampling["seeds"]), args.no_progress, f"reference {args.model}")
-    for seed in sampling["seeds"]:
-        eps = initial_noise(shape, cfg["seed"], seed).to(device)
-        res = self_consistency(denoiser, schedule, eps, steps, solver)
-        arrays[f"seed{seed}"] = res.pop("reference").detach().cpu().float().numpy()
-        seeds.append({"seed": seed, "noise_seed": noise_seed(cfg["seed"], seed), **res})
-        bar.update(1)
-    bar.close()
-    out_path = Path(args.out)
+    with _progress(len(sampling["seeds"]), args.no_progress, f"reference {args.model}") as bar:
+        arrays, seeds = reference_cells(cfg, sampling, denoiser, schedule, shape, device, bar)
     manifest = {"model": args.model, "solver": solver, "steps": steps, "grid": "edm", "rho": 7.0,
                 "seeds": seeds, "params_seed": cfg["seed"], "wall_s": time.perf_counter() - start}
-    io.ensure_writable_dir(out_path.parent)
-    io.write_with(out_path, lambda tmp: np.savez(tmp, **arrays))
-    io.write_json(out_path.with_suffix(".json"), manifest)
-    io.write_provenance(out_path, sampling, seed=cfg["seed"], model=args.model, reference=True)
+    write_sample_file(args.out, arrays, manifest, sampling, cfg["seed"], model=args.model, reference=True)
     worst = max(s["self_consistency_rmse"] for s in seeds)
     print(f"{args.model}/reference: {solver} {steps} steps, self-consistency RMSE {worst:.2e} (vs {steps // 2} "
-          f"steps) in {manifest['wall_s']:.1f} s → {out_path}")
+          f"steps) in {manifest['wall_s']:.1f} s → {args.out}")
     return 0
 
 
