@@ -140,3 +140,27 @@ def load_model(path, cfg: dict):
     net.load_state_dict(payload["net"])
     net.eval()
     return OnDevice(net, select_device(cfg.get("runtime"))), diffusion, meta, payload["history"]
+
+
+def evaluation_row(cfg: dict, dataset: str, model_path: str, net, diffusion: LinearDiffusion, meta: dict,
+                   history: dict, x_test: torch.Tensor, times: ImportanceTime, levels: int | None, scorer):
+    """(row of evaluation.json, data-space samples) of one trained MDM: the test bound with and without the boundary
+    term, and its samples scored by the sweep's `scorer`."""
+    from .elbo import inverse_logit
+    from .sampling import sample
+
+    st = study_config(cfg, dataset)
+    ev = st["eval"]
+    result = evaluate(net, diffusion, x_test, times, levels, ev["draws"], ev["batch_size"], seed=cfg["seed"])
+    x_scale = float(x_test.double().pow(2).mean().sqrt()) if levels is None else 2.944  # spec §3.2: logit(0.95)
+    gen = torch.Generator().manual_seed(cfg["seed"] * 7919 + meta["seed"])
+    xs = sample(net, diffusion, ev["n_samples"], tuple(meta["data_shape"]), ev["sample_steps"], times.t_min,
+                gen, ev["sampler"])
+    data_space = xs if levels is None else inverse_logit(xs)  # images: pixels in [-1, 1], like every sampler
+    row = {"dataset": dataset, "diffusion": meta["diffusion"], "seed": meta["seed"], "k": meta["k"],
+           "train_steps": st["train"]["steps"], "train_wall_s": history["wall_s"],
+           "final_train_loss": history["loss"][-1], "network": describe_network(meta["network"]),
+           "model": model_path, "n_samples": ev["n_samples"], "sampler": ev["sampler"],
+           "sample_steps": ev["sample_steps"], "sample_metrics": scorer(data_space), **result,
+           **describe_diffusion(diffusion, x_scale)}
+    return row, data_space.numpy()

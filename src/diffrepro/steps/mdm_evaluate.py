@@ -34,8 +34,6 @@ def run(args: argparse.Namespace) -> None:
 
     from ..io import write_json, write_provenance, write_with
     from ..mdm import study as S
-    from ..mdm.elbo import inverse_logit
-    from ..mdm.sampling import sample
     from ..mdm.section import build_section, samples_figure
     from ..metrics.refstats import load as load_refstats
     from ..metrics.scoring import CellScorer
@@ -43,37 +41,25 @@ def run(args: argparse.Namespace) -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     st = S.study_config(cfg, args.dataset)
-    ev = st["eval"]
     refstats = load_refstats(args.refstats)
     if refstats["dataset"] != args.dataset:
         raise UserError(f"{args.refstats} holds reference statistics of '{refstats['dataset']}', not "
                         f"'{args.dataset}'")
     scorer = CellScorer(cfg, args.dataset, refstats, args.classifier)
     levels = S.levels_of(cfg, args.dataset)
-    x_test = S.load_split(args.data, "test", levels)[: ev["n_test"]]
+    x_test = S.load_split(args.data, "test", levels)[: st["eval"]["n_test"]]
     times = S.times_of(cfg)
     rows, samples = [], {}
     for path in map(Path, args.models):
         net, diffusion, meta, history = S.load_model(path, cfg)
         if meta["dataset"] != args.dataset:
             raise UserError(f"{path} was trained on '{meta['dataset']}', not '{args.dataset}'")
-        result = S.evaluate(net, diffusion, x_test, times, levels, ev["draws"], ev["batch_size"], seed=cfg["seed"])
-        x_scale = float(x_test.double().pow(2).mean().sqrt()) if levels is None else 2.944  # spec §3.2: logit(0.95)
-        gen = torch.Generator().manual_seed(cfg["seed"] * 7919 + meta["seed"])
-        xs = sample(net, diffusion, ev["n_samples"], tuple(meta["data_shape"]), ev["sample_steps"], times.t_min,
-                    gen, ev["sampler"])
-        data_space = xs if levels is None else inverse_logit(xs)  # images: pixels in [-1, 1], like every sampler
-        samples[f"{meta['diffusion']}/seed{meta['seed']}"] = data_space.numpy()
-        sample_metrics = scorer(data_space)
-        rows.append({"dataset": args.dataset, "diffusion": meta["diffusion"], "seed": meta["seed"], "k": meta["k"],
-                     "train_steps": st["train"]["steps"], "train_wall_s": history["wall_s"],
-                     "final_train_loss": history["loss"][-1], "network": S.describe_network(meta["network"]),
-                     "model": str(path), "n_samples": ev["n_samples"], "sampler": ev["sampler"],
-                     "sample_steps": ev["sample_steps"], "sample_metrics": sample_metrics, **result,
-                     **S.describe_diffusion(diffusion, x_scale)})
-        print(f"mdm evaluate {args.dataset}/{meta['diffusion']}/seed{meta['seed']}: {result['metric']} "
-              f"{result['value_no_offset']:.4f} (offset {result['value_offset']:.4f}); "
-              + ", ".join(f"{k} {v:.4g}" for k, v in sample_metrics.items() if isinstance(v, (int, float))))
+        row, samples[f"{meta['diffusion']}/seed{meta['seed']}"] = S.evaluation_row(
+            cfg, args.dataset, str(path), net, diffusion, meta, history, x_test, times, levels, scorer)
+        rows.append(row)
+        print(f"mdm evaluate {args.dataset}/{meta['diffusion']}/seed{meta['seed']}: {row['metric']} "
+              f"{row['value_no_offset']:.4f} (offset {row['value_offset']:.4f}); "
+              + ", ".join(f"{k} {v:.4g}" for k, v in row["sample_metrics"].items() if isinstance(v, (int, float))))
     rows.sort(key=lambda r: (st["diffusions"].index(r["diffusion"]), r["seed"]))
     out = Path(args.out_dir)
     first_seed = min(r["seed"] for r in rows)
