@@ -163,3 +163,10 @@ def reference_fids(scorer, paths: list[str]) -> dict[str, float]:
             key = sorted(ref.files)[0]
             out[Path(path).parent.name] = float(scorer(torch.from_numpy(ref[key]))[f"fid_{scorer.space.name}"])
     return out
+
+
+def space_summary(scorer, refstats: dict, x_train, n: int, n_samples: int, seed: int, reference_paths: list[str]) -> dict:
+    """One feature space of the real-data section: its detector, sizes, anchors and the references' FIDs."""
+    return {"name": scorer.space.name, "extractor": scorer.space.extractor, "dim": int(refstats["fid_mu"].shape[0]),
+            "n_samples": n_samples, "n_reference": int(refstats["n"]), "anchors": anchors(scorer, x_train, n, seed),
+            "reference": reference_fids(scorer, reference_paths)}

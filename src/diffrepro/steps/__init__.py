@@ -25,17 +25,30 @@ def section(cfg: dict, section_name: str, key: str, source: str) -> dict:
     return entries[key]
 
 
+def parse_assignments(items: list[str] | None, flag: str, parse_value=None) -> dict:
+    """`KEY=VALUE` arguments → {key: value}, values read by `parse_value` (default: YAML), or a UserError naming
+    the flag."""
+    import yaml
+
+    from ..errors import UserError
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"{flag} expects KEY=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        out[key.strip()] = (parse_value or yaml.safe_load)(value)
+    return out
+
+
 def parse_named_paths(items: list[str], flag: str) -> dict[str, str]:
     """`NAME=PATH` arguments → {name: path}, or a UserError naming the flag."""
     from ..errors import UserError
 
-    out = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"{flag} expects NAME=PATH, got '{item}'")
-        out[name] = path
-    return out
+    paths = parse_assignments(items, flag, parse_value=str)
+    if any(not name or not path for name, path in paths.items()):
+        raise UserError(f"{flag} expects NAME=PATH, got {items}")
+    return paths
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:

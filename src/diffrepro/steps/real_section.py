@@ -43,7 +43,7 @@ def run(args) -> int:
 
     from ..metrics.refstats import compute as compute_refstats
     from ..metrics.refstats import load as load_refstats
-    from ..metrics.scoring import CellScorer, anchors, reference_fids, sample_cells
+    from ..metrics.scoring import CellScorer, sample_cells, space_summary
     from ..samplers.sweep import model_sampling
 
     limit_threads(cfg, args.threads)
@@ -53,24 +53,20 @@ def run(args) -> int:
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     meta = io.read_json(Path(args.data).with_suffix(".json")) if Path(args.data).with_suffix(".json").exists() else {}
     split = meta.get("split") or {"train": len(x_train), "test": len(x_test)}
-    agg = pl.read_parquet(args.metrics) if Path(args.metrics).is_file() else None
-    if agg is None:
+    if not Path(args.metrics).is_file():
         raise UserError(f"missing input file: {args.metrics}")
-
+    agg = pl.read_parquet(args.metrics)
     refstats = load_refstats(args.refstats)
     own = CellScorer(cfg, args.dataset, refstats, args.classifier)
     n = min(n_samples, len(x_train))
-    spaces = [{"name": own.space.name, "extractor": own.space.extractor, "dim": int(refstats["fid_mu"].shape[0]),
-               "n_samples": n_samples, "n_reference": int(refstats["n"]), "anchors": anchors(own, x_train, n, cfg["seed"]), "reference": reference_fids(own, args.reference),
+    spaces = [{**space_summary(own, refstats, x_train, n, n_samples, cfg["seed"], args.reference),
                "cells": {m: realdata.cells_from_agg(agg, m, f"fid_{own.space.name}") for m in models}}]
     if feature_kind(cfg, args.dataset) != "classifier" and args.classifier:
         cfg_clf = copy.deepcopy(cfg)
         cfg_clf["metrics"].setdefault("feature_extractor", {})[args.dataset] = "classifier"
         ref_clf = compute_refstats(cfg_clf, args.dataset, x_test, args.classifier)
         clf = CellScorer(cfg_clf, args.dataset, ref_clf, args.classifier)
-        spaces.append({"name": clf.space.name, "extractor": clf.space.extractor, "dim": int(ref_clf["fid_mu"].shape[0]),
-                       "n_samples": n_samples, "n_reference": int(ref_clf["n"]),
-                       "anchors": anchors(clf, x_train, n, cfg["seed"]), "reference": reference_fids(clf, args.reference),
+        spaces.append({**space_summary(clf, ref_clf, x_train, n, n_samples, cfg["seed"], args.reference),
                        "cells": sample_cells(clf, args.samples)})
     sec = realdata.build_section(dataset=args.dataset, kind=spec["kind"], models=models, split=split, spaces=spaces,
                                  config_label=args.config_name or args.params,
