@@ -93,6 +93,16 @@ def data_size(spec: dict) -> int | None:
     return {"mnist": 784, "fashion_mnist": 784, "cifar10": 3 * 32 * 32}.get(kind)
 
 
+def check_data_size(x_train, spec: dict, source, what: str) -> None:
+    """The data file `source` holds items of the size its dataset `spec` implies (a file of another dataset is
+    refused); `what` names the dataset in the message."""
+    expected = data_size(spec)
+    got = math.prod(x_train.shape[1:])
+    if expected is not None and got != expected:
+        raise UserError(f"{source}: items have {got} numbers (shape {list(x_train.shape[1:])}), but {what} has "
+                        f"{expected}")
+
+
 def _gib(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.1f} GiB"
 
