@@ -164,3 +164,25 @@ def evaluation_row(cfg: dict, dataset: str, model_path: str, net, diffusion: Lin
            "sample_steps": ev["sample_steps"], "sample_metrics": scorer(data_space), **result,
            **describe_diffusion(diffusion, x_scale)}
     return row, data_space.numpy()
+
+
+def train_model(cfg: dict, dataset: str, diffusion_name: str, seed: int, data: torch.Tensor) -> dict:
+    """The model-file payload of one MDM (ε-network and linear diffusion trained jointly on `data`, MDM §4): weights,
+    diffusion state, training history and the meta that `load_model` rebuilds them from."""
+    from ..runtime import select_device
+    from .network import OnDevice
+    from .train import train
+
+    st = study_config(cfg, dataset)
+    levels, data_shape = levels_of(cfg, dataset), tuple(data.shape[1:])
+    diffusion = make_diffusion(cfg, diffusion_name, seed)
+    net = make_network(st, diffusion.k, data_shape, seed)
+    tr = st["train"]
+    history = train(OnDevice(net, select_device(cfg.get("runtime"))), diffusion, data, steps=tr["steps"],
+                    batch_size=tr["batch_size"], lr=tr["lr"], grad_clip=tr.get("grad_clip", 2.0), times=times_of(cfg),
+                    seed=seed, levels=levels, log_every=tr.get("log_every", 100),
+                    desc=f"mdm train {dataset}/{diffusion_name}/seed{seed}")
+    return {"net": net.cpu().state_dict(), "diffusion": diffusion.state_dict(), "history": history,
+            "meta": {"dataset": dataset, "diffusion": diffusion_name, "seed": seed, "k": diffusion.k,
+                     "data_shape": list(data_shape), "levels": levels, "network": st["network"],
+                     "mdm": {k: v for k, v in cfg["mdm"].items() if k != "studies"}}}
