@@ -208,10 +208,8 @@ def search_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
     sec = _section(inp, f"ni_search_{inp.model_name}", 27, f"Better coefficient matrices, found automatically "
                    f"({inp.model_name})",
                    "NI §5.4 (better coefficient matrix; CIFAR-10 FID), §9 (automated search)")
-    name = inp.model_name
-    model = inp.model
-    schedule = model.schedule
-    D = model.denoiser()
+    name, model = inp.model_name, inp.model
+    schedule, D = model.schedule, model.denoiser()
     Dg = model.denoiser(grad=True)  # the search differentiates through the network
     shape = tuple(model.data_shape)
     n_train = scfg["n_train_per_model"].get(name, scfg["n_train"])
@@ -286,10 +284,8 @@ def sharpness_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]
     sec = _section(inp, f"ni_sharpness_{inp.model_name}", 28, f"Sharpness control by editing the coefficient "
                    f"matrix ({inp.model_name})",
                    "NI §5.3 (SD3 sharpness control; a small-scale proxy)")
-    name = inp.model_name
-    model = inp.model
-    schedule = model.schedule
-    D = model.denoiser()
+    name, model = inp.model_name, inp.model
+    schedule, D = model.schedule, model.denoiser()
     shape = tuple(model.data_shape)
     nodes = trace_sampler("ddim", schedule, c["nfe"], grid=c["grid"]).nodes
     base = delta_sigma_matrix(nodes)
