@@ -154,28 +154,3 @@ def build_section(dataset: str, dataset_kind: str, rows: list[dict], figure: str
             "scale": scale, "config": config_name, "text": text, "tables": tables,
             "figures": [{"path": figure, "caption": f"Samples ({sampler}) from each diffusion, first seed, "
                                                     f"{dataset}."}] if figure else []}
-
-
-def samples_figure(samples: dict, data, levels, dest: Path) -> None:
-    """One panel of data and one per diffusion: scatter plots (2-D) or a grid of up to 16 images (first channel)."""
-    import numpy as np
-
-    from ..reports.figures import plt, save_figure
-
-    names = list(samples)
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.2 * (len(names) + 1), 2.4), squeeze=False)
-    panels = [("data", data[: len(next(iter(samples.values())))])] + [(n, samples[n]) for n in names]
-    for ax, (title, x) in zip(axes[0], panels):
-        x = np.asarray(x)
-        if levels is None:
-            ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
-            ax.set_xlim(-3.5, 3.5); ax.set_ylim(-3.5, 3.5); ax.set_aspect("equal")
-        else:  # a square grid of the first (up to 16) images, first channel
-            side = int(min(16, len(x)) ** 0.5)
-            imgs = (x[: side * side, 0] + 1) / 2
-            h, w = imgs.shape[-2:]
-            grid = imgs.reshape(side, side, h, w).transpose(0, 2, 1, 3).reshape(side * h, side * w)
-            ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=8); ax.set_xticks([]); ax.set_yticks([])
-    fig.tight_layout()
-    save_figure(fig, dest, dpi=110, tight=False)

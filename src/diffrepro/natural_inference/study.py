@@ -1,6 +1,6 @@
 """The NI study's computations (no file I/O): matrix tables, replay equivalence, tuned-vs-baseline, sharpness, CFG.
 
-Each function takes denoisers and noises and returns plain rows/arrays; `natural_inference.parts` builds the report
+Each function takes denoisers and noises and returns plain rows/arrays; `reports.ni` builds the report
 sections from them.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The sweep of one (model, sampler): which (grid × NFE × seed) cells run and which are skipped (with the reason),
-the GITS grid built lazily from a teacher run (GEO §3.2), AMED's per-cell decisions (GEO §3.3), and the loops that run
+the GITS grid built lazily from a teacher run (GEO §3.2), and the loops that run
 the cells or the reference PF-ODE solution per seed, returning arrays and manifest records (no file I/O)."""
 from __future__ import annotations
 
@@ -104,21 +104,11 @@ def coordinate_problem(coords: str, schedule, grid) -> str | None:
     return None
 
 
-def amed_decisions(predictor, sampler: str, schedule, grid) -> dict:
-    """The predictor's decisions (one float per step) on a cell's grid in the sampler's coordinates."""
-    from ..amed import decisions_for
-    from .grids import convert_grid
-    from .registry import get_sampler
-    from .sweep import native_schedule
-
-    native = native_schedule(get_sampler(sampler).coords, schedule)
-    return decisions_for(predictor, convert_grid(grid, schedule, native).tolist())
-
-
 def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], skipped: list[dict], predictors: dict,
-                 denoiser, schedule, shape, device, bar) -> tuple[dict, list[dict]]:
+                 decide, denoiser, schedule, shape, device, bar) -> tuple[dict, list[dict]]:
     """(arrays keyed by cell, manifest records) of every planned cell; cells whose grid cannot be made on this schedule
-    or moved into the sampler's coordinates join `skipped`. `bar.update(1)` is called once per cell."""
+    or moved into the sampler's coordinates join `skipped`. `predictors`: NFE → (path, AMED predictor), whose step
+    options `decide(predictor, grid)` gives; `bar.update(1)` is called once per cell."""
     from ..errors import UserError
     from .registry import get_sampler
     from .sweep import initial_noise, model_grid, noise_seed, run_cell
@@ -145,7 +135,7 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
         amed = {}
         if cell["nfe"] in predictors:
             path, predictor = predictors[cell["nfe"]]
-            amed = {"amed": {"predictor": str(path), **amed_decisions(predictor, sampler, schedule, grid)}}
+            amed = {"amed": {"predictor": str(path), **decide(predictor, grid)}}
         cell_options = {**(options or {}), **{k: v for k, v in amed.get("amed", {}).items() if k != "predictor"}}
         seed = noise_seed(cfg["seed"], cell["seed"])
         out, rec = run_cell(denoiser, schedule, sampler, grid, noises[cell["seed"]], options=cell_options,

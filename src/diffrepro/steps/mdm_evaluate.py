@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> None:
 
     from ..io import write_json, write_provenance, write_with
     from ..mdm import study as S
-    from ..mdm.section import build_section, samples_figure
+    from ..mdm.section import build_section
     from ..metrics.refstats import load as load_refstats
     from ..metrics.scoring import CellScorer
+    from ..reports.figures import mdm_samples
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
     first_seed = min(r["seed"] for r in rows)
     shown = {r["diffusion"]: samples[f"{r['diffusion']}/seed{r['seed']}"] for r in rows if r["seed"] == first_seed}
     figure = out / "samples.png"
-    samples_figure(shown, S.load_split(args.data, "test", levels).numpy(), levels, figure)
+    mdm_samples(shown, S.load_split(args.data, "test", levels).numpy(), levels, figure)
     write_with(out / "samples.npz", lambda p: np.savez(p, **{k.replace("/", "__"): v for k, v in samples.items()}))
     write_json(out / "evaluation.json", rows)
     order = 60 + sorted(cfg["mdm"]["studies"]).index(args.dataset)

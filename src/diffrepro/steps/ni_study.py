@@ -1,4 +1,4 @@
-"""Natural Inference study, one part per call (`--part`; diffrepro.natural_inference.parts): writes
+"""Natural Inference study, one part per call (`--part`; diffrepro.reports.ni): writes
 `<out-dir>/section.json` for the report, and for the search, sharpness and file parts the sweep variant's samples
 `--sweep-out` (S.npz, S.json beside it) in the sampling step's format.
 
@@ -12,7 +12,7 @@ from . import add_params_arg, write_sample_file
 
 
 def configure(parser):
-    from ..natural_inference.parts import PARTS
+    from ..reports.ni import PARTS
 
     add_params_arg(parser)
     parser.add_argument("--part", required=True, choices=PARTS)
@@ -34,7 +34,7 @@ def _inputs(cfg: dict, args, model_name: str | None):
     from .. import data, runtime, sources
     from ..errors import UserError
     from ..metrics.classifier import load_classifier
-    from ..natural_inference.parts import PartInputs
+    from ..reports.ni import PartInputs
 
     inp = PartInputs(cfg, args.params, model_name, tuned=args.tuned, matrix_name=args.name)
     if model_name is None:
@@ -55,7 +55,7 @@ def run(args):
     from .. import config
     from ..errors import UserError
     from ..io import ensure_writable_dir, write_json, write_provenance
-    from ..natural_inference.parts import PART_FUNCTIONS, part_model
+    from ..reports.ni import PART_FUNCTIONS, part_model
 
     cfg = config.load(args.params)
     model_name = part_model(cfg, args.part, args.model, args.params)

@@ -50,7 +50,7 @@ def _load(cfg, args):
 
 
 def run_sampler(cfg, args) -> int:
-    from ..amed import load_predictors
+    from ..amed import decisions_on_grid, load_predictors
     from ..errors import UserError
     from ..samplers import get_sampler
     from ..samplers.plan import plan, sample_cells
@@ -64,8 +64,9 @@ def run_sampler(cfg, args) -> int:
     denoiser, schedule, shape, device = _load(cfg, args)
     start = time.perf_counter()
     with _progress(len(cells), args.no_progress, f"sample {args.model}/{args.sampler}") as bar:
-        arrays, records = sample_cells(cfg, sampling, args.sampler, cells, skipped, predictors, denoiser, schedule,
-                                       shape, device, bar)
+        arrays, records = sample_cells(cfg, sampling, args.sampler, cells, skipped, predictors,
+                                       lambda p, grid: decisions_on_grid(p, args.sampler, schedule, grid), denoiser,
+                                       schedule, shape, device, bar)
     manifest = {"model": args.model, "sampler": args.sampler, "cells": records, "skipped": skipped,
                 "options": get_sampler(args.sampler).merged_options(options), "params_seed": cfg["seed"],
                 "n_samples": shape[0], "wall_s": time.perf_counter() - start}

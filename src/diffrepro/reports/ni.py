@@ -26,18 +26,19 @@ from ..diffusion.schedules import make_schedule
 from ..errors import UserError
 from ..metrics.classifier import classify
 from ..metrics.fidelity import fid_statistics
-from ..reports.figures import save_figure
-from ..reports.numbers import fmt as _fmt
+from ..natural_inference import plots
+from ..natural_inference.matrix import NIMatrix
+from ..natural_inference.sharpness import delta_sigma_matrix, high_frequency_energy, sharpen
+from ..natural_inference.study import (MARGINAL_COLUMNS, ddim_deficit_error, guided, load_for_model, marginal_row,
+                                       overshoot, realisable, replay_difference, sample, sharpness_sweep, trace_all,
+                                       tune_at)
+from ..natural_inference.tracer import trace_sampler
 from ..samplers import get_sampler
 from ..samplers.reference import reference_solution
 from ..samplers.solvers import TorchNoise
 from ..samplers.sweep import initial_noise, model_sampling, noise_seed
-from . import plots
-from .matrix import NIMatrix
-from .sharpness import delta_sigma_matrix, high_frequency_energy, sharpen
-from .study import (MARGINAL_COLUMNS, ddim_deficit_error, guided, load_for_model, marginal_row, overshoot, realisable,
-                    replay_difference, sample, sharpness_sweep, trace_all, tune_at)
-from .tracer import trace_sampler
+from .figures import save_figure
+from .numbers import fmt as _fmt
 
 PARTS = ("matrices", "search", "sharpness", "cfg", "file")
 
