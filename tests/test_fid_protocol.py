@@ -88,8 +88,8 @@ def _classifier_file(path, feature_dim=12):
 
 def test_fid_from_reference_npz_equals_in_pipeline_statistics(tmp_path, capsys):
     """Our refstats → `export-refstats` .npz → `metrics.reference_stats`: the same FID; rows say which reference."""
-    from diffrepro.steps import reference_stats as rs
-    from diffrepro.steps.evaluate import CellScorer
+    from diffrepro.metrics import refstats as rs
+    from diffrepro.metrics.scoring import CellScorer
 
     cfg = config.load(SMOKE)
     clf = _classifier_file(tmp_path / "classifier.pt")

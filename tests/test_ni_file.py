@@ -102,10 +102,10 @@ def test_ni_file_step_writes_a_sweep_file_equal_to_the_sweep(tmp_path, repo_root
     ckpt.parent.mkdir(parents=True)
     torch.save({"spec": spec, "state_dict": build_model(spec, [2]).state_dict(), "data_shape": [2],
                 "num_classes": 0}, ckpt)
-    base = ["ni", "study", "--params", str(params), "--part", "file", "--model", "toy2d",
-            "--results", str(tmp_path / "results")]
-    assert main(base + ["--name", "step_5", "--out-dir", str(tmp_path / "f")]) == 0
-    out = tmp_path / "results" / "samples" / "toy2d" / "ni_file_step_5.npz"
+    samples = tmp_path / "results" / "samples" / "toy2d"
+    base = ["ni", "study", "--params", str(params), "--part", "file", "--model", "toy2d", "--checkpoint", str(ckpt)]
+    out = samples / "ni_file_step_5.npz"
+    assert main(base + ["--name", "step_5", "--sweep-out", str(out), "--out-dir", str(tmp_path / "f")]) == 0
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["sampler"] == "ni_file_step_5"
     assert [c["key"] for c in manifest["cells"]] == ["quadratic_t/nfe5/seed0", "quadratic_t/nfe5/seed2"]
@@ -119,5 +119,6 @@ def test_ni_file_step_writes_a_sweep_file_equal_to_the_sweep(tmp_path, repo_root
             # float32 samples of an untrained net reach |x| ~ 300: compare relative to the scale
             assert np.abs(a[key] - b[key]).max() <= 1e-6 * np.abs(b[key]).max(), key
     # a configured file that is absent: exit 2, the message names the key and the file
-    assert main(base + ["--name", "missing", "--out-dir", str(tmp_path / "g")]) == 2
-    assert not (tmp_path / "results" / "samples" / "toy2d" / "ni_file_missing.npz").exists()
+    missing = samples / "ni_file_missing.npz"
+    assert main(base + ["--name", "missing", "--sweep-out", str(missing), "--out-dir", str(tmp_path / "g")]) == 2
+    assert not missing.exists()

@@ -114,7 +114,7 @@ def check_published_networks_dag(params, out: str):
     # GITS; NI 5/10/15 steps on the time-quadratic grid 1 -> 1e-3
     from diffrepro import config
     from diffrepro.samplers.sweep import model_sampling
-    from diffrepro.steps.sample import plan
+    from diffrepro.samplers.plan import plan
 
     full = config.load(params)
     geo = {(c["grid"], c["nfe"]) for c in plan(model_sampling(full, "edm_cifar10_vp"), "ipndm")[0]}

@@ -63,6 +63,12 @@ def set_num_threads(cfg_runtime: dict | None, default: int | None = None) -> int
     return torch.get_num_threads()
 
 
+def setup(cfg_runtime: dict | None, threads: int | None = None) -> torch.device:
+    """Torch threads (`runtime.num_threads`, else `threads`) and the device (`runtime.device`) of one step."""
+    set_num_threads(cfg_runtime, threads)
+    return select_device(cfg_runtime)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA) and request deterministic kernels; returns a CPU generator
     seeded with `seed` for code that keeps its own stream."""
@@ -100,3 +106,8 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seeded_generator(seed: int, *labels) -> torch.Generator:
+    """A CPU generator seeded from the master seed and the labels naming a cell (derive_seed)."""
+    return torch.Generator().manual_seed(derive_seed(seed, *(str(v) for v in labels)))

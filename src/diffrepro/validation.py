@@ -93,6 +93,16 @@ def data_size(spec: dict) -> int | None:
     return {"mnist": 784, "fashion_mnist": 784, "cifar10": 3 * 32 * 32}.get(kind)
 
 
+def check_data_size(x_train, spec: dict, source, what: str) -> None:
+    """The data file `source` holds items of the size its dataset `spec` implies (a file of another dataset is
+    refused); `what` names the dataset in the message."""
+    expected = data_size(spec)
+    got = math.prod(x_train.shape[1:])
+    if expected is not None and got != expected:
+        raise UserError(f"{source}: items have {got} numbers (shape {list(x_train.shape[1:])}), but {what} has "
+                        f"{expected}")
+
+
 def _gib(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.1f} GiB"
 
@@ -220,7 +230,7 @@ def sampler_catalogue() -> dict:
 @functools.lru_cache(maxsize=1)
 def grid_catalogue() -> dict:
     """grid name -> option names (None = unknown) from samplers/grids.py `GRIDS` and the GITS defaults in
-    steps/sample.py."""
+    samplers/plan.py."""
     path = PACKAGE / "samplers" / "grids.py"
     try:
         tree = ast.parse(path.read_text())
@@ -240,11 +250,11 @@ def grid_catalogue() -> dict:
 
 def _gits_options() -> set | None:
     try:
-        tree = ast.parse((PACKAGE / "steps" / "sample.py").read_text())
+        tree = ast.parse((PACKAGE / "samplers" / "plan.py").read_text())
     except (OSError, SyntaxError):
         return None
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "_gits_builder":
+        if isinstance(node, ast.FunctionDef) and node.name == "gits_grid_builder":
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Dict) and sub.keys and all(isinstance(k, ast.Constant) for k in sub.keys
                                                                   if k is not None):

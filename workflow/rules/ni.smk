@@ -8,6 +8,10 @@
 #              results/samples/{model}/ni_file_{name}.{npz,json}
 # The sweep variants ni_tuned / ni_sharp join EXTRA_SAMPLERS when every sweep model has them.
 
+# explicit inputs of the parts that run on a model: its file, its training data and, when declared, its classifier
+NI_MODEL_FLAGS = lambda wildcards, input: (f"--checkpoint {input.model} --data {input.data}"
+                                           + (f" --classifier {input.classifier}" if input.get("classifier") else ""))
+
 rule ni_matrices:
     output:
         section="results/ni/matrices/section.json",
@@ -46,6 +50,7 @@ if NI_SEARCH_MODELS:
             code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
+            inputs=NI_MODEL_FLAGS,
         log:
             "logs/ni_search/{model}.log",
         benchmark:
@@ -53,7 +58,8 @@ if NI_SEARCH_MODELS:
         threads: 1
         shell:
             "{params.cli} ni study --params {params.cfg} --part search --model {wildcards.model} "
-            "--out-dir results/ni/search/{wildcards.model} --threads {threads} 2> {log}"
+            "{params.inputs} --sweep-out {output.npz} --out-dir results/ni/search/{wildcards.model} --threads {threads} "
+            "2> {log}"
 
     SECTIONS.extend(expand("results/ni/search/{model}/section.json", model=NI_SEARCH_MODELS))
 
@@ -73,6 +79,7 @@ if NI_SHARP_MODELS:
             code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
+            inputs=NI_MODEL_FLAGS,
         log:
             "logs/ni_sharpness/{model}.log",
         benchmark:
@@ -80,7 +87,8 @@ if NI_SHARP_MODELS:
         threads: 1
         shell:
             "{params.cli} ni study --params {params.cfg} --part sharpness --model {wildcards.model} "
-            "--out-dir results/ni/sharpness/{wildcards.model} --threads {threads} 2> {log}"
+            "{params.inputs} --sweep-out {output.npz} --out-dir results/ni/sharpness/{wildcards.model} "
+            "--threads {threads} 2> {log}"
 
     SECTIONS.extend(expand("results/ni/sharpness/{model}/section.json", model=NI_SHARP_MODELS))
 
@@ -101,13 +109,16 @@ if NI_CFG_MODEL:
             code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni"),
+            inputs=NI_MODEL_FLAGS,
+            tuned=lambda wildcards, input: f"--tuned {input.tuned}" if input.get("tuned") else "",
         log:
             "logs/ni_cfg/ni_cfg.log",
         benchmark:
             "benchmarks/ni_cfg/ni_cfg.tsv"
         threads: 1
         shell:
-            "{params.cli} ni study --params {params.cfg} --part cfg --out-dir results/ni/cfg --threads {threads} 2> {log}"
+            "{params.cli} ni study --params {params.cfg} --part cfg {params.inputs} {params.tuned} --out-dir results/ni/cfg "
+            "--threads {threads} 2> {log}"
 
     SECTIONS.append("results/ni/cfg/section.json")
 
@@ -131,6 +142,7 @@ if NI_FILE_MODELS:
             code=step_code("ni_study"),
             cfg=PARAMS,
             h=section_hash("seed", "ni", "sampling"),
+            inputs=NI_MODEL_FLAGS,
         log:
             "logs/ni_file/{model}/{name}.log",
         benchmark:
@@ -138,7 +150,8 @@ if NI_FILE_MODELS:
         threads: 1
         shell:
             "{params.cli} ni study --params {params.cfg} --part file --model {wildcards.model} --name {wildcards.name} "
-            "--out-dir results/ni/files/{wildcards.model}/{wildcards.name} --threads {threads} 2> {log}"
+            "{params.inputs} --sweep-out {output.npz} --out-dir results/ni/files/{wildcards.model}/{wildcards.name} "
+            "--threads {threads} 2> {log}"
 
     SECTIONS.extend(expand("results/ni/files/{model}/{name}/section.json", model=NI_FILE_MODELS, name=NI_FILES))
     # scored like any sampler, for the sweep models that have them

@@ -13,7 +13,7 @@ import torch
 from ..errors import UserError
 from .predictor import AMEDPredictor, as_options, step_decisions
 
-__all__ = ["AMEDPredictor", "as_options", "step_decisions", "save_predictor", "load_predictor", "decisions_for"]
+__all__ = ["AMEDPredictor", "as_options", "step_decisions", "save_predictor", "load_predictor", "load_predictors", "decisions_for", "decisions_on_grid"]
 
 FORMAT = "diffrepro-amed-predictor/1"
 
@@ -43,3 +43,26 @@ def decisions_for(predictor: AMEDPredictor, sigmas) -> dict[str, list[float]]:
     """The predictor's decisions (sampler options, one float per step) on the σ grid `sigmas`."""
     with torch.no_grad():
         return as_options(step_decisions(predictor, [float(s) for s in sigmas]))
+
+
+def load_predictors(paths: list, model: str, sampler: str) -> dict:
+    """NFE → (path, predictor) from `amed train` files, checked against the model and sampler."""
+    out = {}
+    for path in paths:
+        predictor, payload = load_predictor(path)
+        if payload["sampler"] != sampler or payload["model"] != model:
+            raise UserError(f"{path} is a predictor for {payload['model']}/{payload['sampler']}, not "
+                            f"{model}/{sampler}")
+        if payload["nfe"] in out:
+            raise UserError(f"two AMED predictors for NFE {payload['nfe']}: {out[payload['nfe']][0]} and {path}")
+        out[payload["nfe"]] = (path, predictor)
+    return out
+
+
+def decisions_on_grid(predictor, sampler: str, schedule, grid) -> dict:
+    """The predictor's decisions (one float per step) on a cell's grid in the sampler's coordinates."""
+    from ..samplers import convert_grid, get_sampler
+    from ..samplers.sweep import native_schedule
+
+    native = native_schedule(get_sampler(sampler).coords, schedule)
+    return decisions_for(predictor, convert_grid(grid, schedule, native).tolist())

@@ -122,21 +122,30 @@ def sha256_file(path: str | Path) -> str:
     return digest(path)
 
 
-def load_npz(path: str | Path) -> dict:
-    """Read a prepared `data.npz` into a dict of arrays, checked (io.read_npz: checksum, keys, finite values; x arrays
-    floating with a sample axis, labels integer and as long as their x); UserError naming the file otherwise."""
+def load_npz(path: str | Path, keys: tuple[str, ...] = SPLIT_KEYS) -> dict:
+    """Read a prepared `data.npz` into a dict of arrays, checked (io.read_npz: checksum, the `keys`, finite values;
+    x arrays floating with a sample axis, labels integer and as long as their x, of the keys asked for); UserError
+    naming the file otherwise."""
     from ..io import read_npz
 
     path = Path(path)
     if not path.exists():
         raise UserError(f"missing dataset file: {path} (run `diffrepro prepare` first)")
-    arrays = read_npz(path, "dataset file", SPLIT_KEYS)
+    arrays = read_npz(path, "dataset file", tuple(keys))
     for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.dtype.kind != "f" or x.ndim < 2:
+        x = arrays[f"x_{split}"] if f"x_{split}" in keys else None
+        y = arrays[f"y_{split}"] if f"y_{split}" in keys else None
+        if x is not None and (x.dtype.kind != "f" or x.ndim < 2):
             raise UserError(f"dataset file {path}: x_{split} must be a float array [N, ...], got {x.dtype} "
                             f"{list(x.shape)}")
-        if y.dtype.kind not in "iu" or y.shape != x.shape[:1]:
+        if x is not None and y is not None and (y.dtype.kind not in "iu" or y.shape != x.shape[:1]):
             raise UserError(f"dataset file {path}: y_{split} must be {x.shape[0]} integer labels, got {y.dtype} "
                             f"{list(y.shape)}")
     return arrays
+
+
+def load_train_points(path: str | Path):
+    """`x_train` of a prepared data.npz (load_npz) as a float64 tensor (images stay [N, C, H, W])."""
+    import torch
+
+    return torch.from_numpy(np.asarray(load_npz(path, ("x_train",))["x_train"], dtype=np.float64))

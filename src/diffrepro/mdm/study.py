@@ -1,5 +1,5 @@
 """Glue between the config, the data and the MDM core: build a diffusion + network for a study, load its data,
-evaluate a trained pair. Pure functions of tensors and dicts (the steps do the file I/O)."""
+evaluate a trained pair. Functions of tensors and dicts; `load_model` and `load_split` read the step's input files."""
 from __future__ import annotations
 
 import math
@@ -47,9 +47,9 @@ def make_network(study: dict, k: int, data_shape: tuple[int, ...], seed: int) ->
 
 def load_split(path, split: str, levels: int | None) -> torch.Tensor:
     """x_<split> from a prepared data.npz; discrete images are checked to sit on the `levels` grid."""
-    from ..io import read_npz
+    from ..data import load_npz
 
-    arrays = read_npz(path, "dataset file", (f"x_{split}",))
+    arrays = load_npz(path, (f"x_{split}",))
     x = torch.from_numpy(np.asarray(arrays[f"x_{split}"], dtype=np.float32))
     if levels is not None:
         k = (x.double() + 1) * 0.5 * (levels - 1)
@@ -110,3 +110,79 @@ def describe_diffusion(diffusion: LinearDiffusion, x_scale: float = 1.0) -> dict
         kl = diffusion.terminal_kl(torch.tensor([x_scale], dtype=torch.float64))
     return {"Q": q.tolist(), "D": torch.diagonal(d).tolist(), "eig_A0": [[float(e.real), float(e.imag)] for e in eig],
             "terminal_kl_nats": float(kl[0]), "terminal_kl_at": x_scale}
+
+
+def describe_network(spec: dict) -> str:
+    arch = spec.get("arch", "mlp")
+    return f"{arch} (" + ", ".join(f"{k} {v}" for k, v in spec.get(arch, {}).items()) + ")"
+
+
+def load_model(path, cfg: dict):
+    """(network on the runtime's device, diffusion, meta, training history) from an `mdm train` model file."""
+    from pathlib import Path
+
+    from ..io import verify_checksum
+    from ..runtime import select_device
+    from .network import OnDevice
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"missing input file: {path}")
+    verify_checksum(path, "MDM model file")
+    try:  # our own file (checksum as written); it pickles the diffusion's metadata, hence weights_only=False
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        meta = payload["meta"]
+    except Exception as exc:
+        raise UserError(f"MDM model file {path} is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+    diffusion = make_diffusion(cfg, meta["diffusion"], meta["seed"])
+    diffusion.load_state_dict(payload["diffusion"])
+    net = make_network({"network": meta["network"]}, meta["k"], tuple(meta["data_shape"]), meta["seed"])
+    net.load_state_dict(payload["net"])
+    net.eval()
+    return OnDevice(net, select_device(cfg.get("runtime"))), diffusion, meta, payload["history"]
+
+
+def evaluation_row(cfg: dict, dataset: str, model_path: str, net, diffusion: LinearDiffusion, meta: dict,
+                   history: dict, x_test: torch.Tensor, times: ImportanceTime, levels: int | None, scorer):
+    """(row of evaluation.json, data-space samples) of one trained MDM: the test bound with and without the boundary
+    term, and its samples scored by the sweep's `scorer`."""
+    from .elbo import inverse_logit
+    from .sampling import sample
+
+    st = study_config(cfg, dataset)
+    ev = st["eval"]
+    result = evaluate(net, diffusion, x_test, times, levels, ev["draws"], ev["batch_size"], seed=cfg["seed"])
+    x_scale = float(x_test.double().pow(2).mean().sqrt()) if levels is None else 2.944  # spec §3.2: logit(0.95)
+    gen = torch.Generator().manual_seed(cfg["seed"] * 7919 + meta["seed"])
+    xs = sample(net, diffusion, ev["n_samples"], tuple(meta["data_shape"]), ev["sample_steps"], times.t_min,
+                gen, ev["sampler"])
+    data_space = xs if levels is None else inverse_logit(xs)  # images: pixels in [-1, 1], like every sampler
+    row = {"dataset": dataset, "diffusion": meta["diffusion"], "seed": meta["seed"], "k": meta["k"],
+           "train_steps": st["train"]["steps"], "train_wall_s": history["wall_s"],
+           "final_train_loss": history["loss"][-1], "network": describe_network(meta["network"]),
+           "model": model_path, "n_samples": ev["n_samples"], "sampler": ev["sampler"],
+           "sample_steps": ev["sample_steps"], "sample_metrics": scorer(data_space), **result,
+           **describe_diffusion(diffusion, x_scale)}
+    return row, data_space.numpy()
+
+
+def train_model(cfg: dict, dataset: str, diffusion_name: str, seed: int, data: torch.Tensor) -> dict:
+    """The model-file payload of one MDM (ε-network and linear diffusion trained jointly on `data`, MDM §4): weights,
+    diffusion state, training history and the meta that `load_model` rebuilds them from."""
+    from ..runtime import select_device
+    from .network import OnDevice
+    from .train import train
+
+    st = study_config(cfg, dataset)
+    levels, data_shape = levels_of(cfg, dataset), tuple(data.shape[1:])
+    diffusion = make_diffusion(cfg, diffusion_name, seed)
+    net = make_network(st, diffusion.k, data_shape, seed)
+    tr = st["train"]
+    history = train(OnDevice(net, select_device(cfg.get("runtime"))), diffusion, data, steps=tr["steps"],
+                    batch_size=tr["batch_size"], lr=tr["lr"], grad_clip=tr.get("grad_clip", 2.0), times=times_of(cfg),
+                    seed=seed, levels=levels, log_every=tr.get("log_every", 100),
+                    desc=f"mdm train {dataset}/{diffusion_name}/seed{seed}")
+    return {"net": net.cpu().state_dict(), "diffusion": diffusion.state_dict(), "history": history,
+            "meta": {"dataset": dataset, "diffusion": diffusion_name, "seed": seed, "k": diffusion.k,
+                     "data_shape": list(data_shape), "levels": levels, "network": st["network"],
+                     "mdm": {k: v for k, v in cfg["mdm"].items() if k != "studies"}}}

@@ -107,3 +107,11 @@ def classify(model: FeatureClassifier, samples, batch_size: int = 1000) -> tuple
     device = next(model.parameters()).device
     probs = torch.cat([model(x[s].to(device)).softmax(dim=1).cpu() for s in _batches(len(x), batch_size)])
     return probs.argmax(dim=1), probs
+
+
+def classifier_params(cfg: dict, dataset: str) -> dict:
+    """`classifier.<dataset>` with the schema's defaults filled in (also when the entry is absent)."""
+    from ..config import load_schema
+
+    fields = load_schema()["properties"]["classifier"]["additionalProperties"]["properties"]
+    return {**{k: v["default"] for k, v in fields.items()}, **cfg.get("classifier", {}).get(dataset, {})}

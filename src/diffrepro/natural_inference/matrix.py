@@ -191,3 +191,13 @@ def max_abs_diff(a: NIMatrix, b: NIMatrix) -> float:
         return float("inf")
     return float(max(np.abs(a.C - b.C).max(), np.abs(a.with_noise_columns(m).B - b.with_noise_columns(m).B).max(),
                      np.abs(a.nodes - b.nodes).max()))
+
+
+def marginal_lines(m: NIMatrix) -> list[str]:
+    """The marginal table of a matrix as text lines: per row, ΣC against α and ‖B‖ against σ (NI §3.1)."""
+    mg = m.marginals()
+    lines = [f"{'t_out':>9} {'sum C':>9} {'alpha':>9} {'|B|':>9} {'sigma':>9}"]
+    for k in range(m.n):
+        lines.append(f"{mg['t'][k]:9.4g} {mg['row_sum'][k]:9.5f} {mg['alpha'][k]:9.5f} "
+                     f"{mg['noise_norm'][k]:9.5f} {mg['sigma'][k]:9.5f}")
+    return lines

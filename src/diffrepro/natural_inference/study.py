@@ -1,7 +1,7 @@
 """The NI study's computations (no file I/O): matrix tables, replay equivalence, tuned-vs-baseline, sharpness, CFG.
 
-Each function takes denoisers and noises and returns plain rows/arrays; `steps/ni_study.py` loads models and data,
-calls these and writes the report section.
+Each function takes denoisers and noises and returns plain rows/arrays; `reports.ni` builds the report
+sections from them.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..metrics.distances import trajectory_error
 from ..samplers import get_sampler
 from .executor import execute
 from .matrix import NIMatrix, check_nodes
@@ -106,12 +107,6 @@ def sample(m: NIMatrix, denoiser: Callable, eps0: torch.Tensor, batch_size: int 
                           for i in range(0, len(eps0), batch_size)])
 
 
-def rmse(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """Trajectory error: per-sample RMSE to the reference solution, averaged over samples (metrics convention)."""
-    d = (x.double() - ref.double()).reshape(len(x), -1)
-    return float(d.pow(2).mean(1).sqrt().mean())
-
-
 START_ALWAYS = ("ddim", "dpmpp2m")  # one-step data-prediction recursions: B = σ·e_0 already, only rows rescale
 
 
@@ -130,7 +125,7 @@ def tune_at(schedule, nfe: int, baselines: list[str], grid: str, denoiser: Calla
         raise ValueError(f"no deterministic baseline can make NFE {nfe}: {baselines}")
     r_train_cpu, r_val = r_train.cpu(), r_val.cpu()
     # the search moves inside the marginal-exact family, so the start is the baseline best after projection
-    train_err = {b: rmse(sample(marginal_exact(m), denoiser, e_train), r_train_cpu) for b, m in cands.items()}
+    train_err = {b: trajectory_error(sample(marginal_exact(m), denoiser, e_train), r_train_cpu) for b, m in cands.items()}
     best = min(train_err, key=train_err.get)
     r_model = r_train * float(cands[best].alphas[-1])  # search compares model-coordinate outputs
     result = search(cands[best], grad_denoiser, e_train, r_model, iterations=iterations, lr=lr, window=window,
@@ -140,7 +135,7 @@ def tune_at(schedule, nfe: int, baselines: list[str], grid: str, denoiser: Calla
     samples = {b: sample(m, denoiser, e_val) for b, m in cands.items()}
     samples["ni_tuned"] = sample(tuned, denoiser, e_val)
     samples["start_marginal_exact"] = sample(result.start, denoiser, e_val)
-    val_err = {k: rmse(v, r_val) for k, v in samples.items()}
+    val_err = {k: trajectory_error(v, r_val) for k, v in samples.items()}
     gap = {b: {k: float(np.abs(v).max()) for k, v in projection_gap(m).items()} for b, m in cands.items()}
     return {"nfe": nfe, "best": best, "train_err": train_err, "val_err": val_err, "matrix": tuned,
             "losses": result.losses, "samples": samples, "baselines": cands, "projection_gap": gap}

@@ -18,8 +18,11 @@ from ..io import write_with  # noqa: E402
 DPI = 100
 
 
-def _save(fig, dest: Path) -> Path:
-    write_with(dest, lambda p: fig.savefig(p, dpi=DPI, bbox_inches="tight", format="png"))
+def save_figure(fig, dest, dpi: int = DPI, tight: bool = True):
+    """Write `fig` as a PNG at `dest` atomically (cropped to its content unless `tight` is false), close it and
+    return `dest`."""
+    crop = {"bbox_inches": "tight"} if tight else {}
+    write_with(dest, lambda p: fig.savefig(p, dpi=dpi, format="png", **crop))
     plt.close(fig)
     return dest
 
@@ -52,7 +55,7 @@ def sample_panels(panels: Sequence[tuple[str, np.ndarray]], dest: Path, title: s
             ax.tick_params(labelsize=6)
         ax.set_title(label, fontsize=8)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, dest)
+    return save_figure(fig, dest)
 
 
 def metric_vs_nfe(versions: Sequence[tuple[str, pl.DataFrame]], model: str, metrics: Sequence[str], dest: Path,
@@ -81,7 +84,7 @@ def metric_vs_nfe(versions: Sequence[tuple[str, pl.DataFrame]], model: str, metr
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, dest)
+    return save_figure(fig, dest)
 
 
 def metric_vs_nfe_by_grid(agg: pl.DataFrame, model: str, metrics: Sequence[str], samplers_of: dict[str, list[str]],
@@ -115,7 +118,7 @@ def metric_vs_nfe_by_grid(agg: pl.DataFrame, model: str, metrics: Sequence[str],
             ax.legend(fontsize=6, ncol=2)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, dest)
+    return save_figure(fig, dest)
 
 
 def sample_mosaic(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], dest: Path, title: str,
@@ -148,4 +151,25 @@ def sample_mosaic(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], 
                 ax.set_ylabel(label, fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, dest)
+    return save_figure(fig, dest)
+
+
+def mdm_samples(samples: dict, data, levels, dest: Path) -> None:
+    """MDM samples (§5): one panel of data and one per diffusion: scatter plots (2-D) or a grid of up to 16 images (first channel)."""
+    names = list(samples)
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.2 * (len(names) + 1), 2.4), squeeze=False)
+    panels = [("data", data[: len(next(iter(samples.values())))])] + [(n, samples[n]) for n in names]
+    for ax, (title, x) in zip(axes[0], panels):
+        x = np.asarray(x)
+        if levels is None:
+            ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
+            ax.set_xlim(-3.5, 3.5); ax.set_ylim(-3.5, 3.5); ax.set_aspect("equal")
+        else:  # a square grid of the first (up to 16) images, first channel
+            side = int(min(16, len(x)) ** 0.5)
+            imgs = (x[: side * side, 0] + 1) / 2
+            h, w = imgs.shape[-2:]
+            grid = imgs.reshape(side, side, h, w).transpose(0, 2, 1, 3).reshape(side * h, side * w)
+            ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8); ax.set_xticks([]); ax.set_yticks([])
+    fig.tight_layout()
+    save_figure(fig, dest, dpi=110, tight=False)

@@ -97,3 +97,13 @@ def check_schema_version(found, what: str) -> None:
     if found is None or str(found) != str(SCHEMA_VERSION):
         raise UserError(f"{what}: metrics schema version {found!r} is not the supported version {SCHEMA_VERSION} "
                         f"(results written by an incompatible diffrepro; re-run `diffrepro aggregate` there)")
+
+
+def write_table(rows: list[dict], dest_stem: Path) -> None:
+    """rows → `<stem>.parquet` and `<stem>.csv` (list-valued columns only in parquet)."""
+    from ..io import write_with
+
+    frame = pl.DataFrame(rows)
+    write_with(dest_stem.with_suffix(".parquet"), lambda tmp: frame.write_parquet(tmp))
+    flat = frame.select([c for c, dt in frame.schema.items() if not isinstance(dt, pl.List)])
+    write_with(dest_stem.with_suffix(".csv"), lambda tmp: flat.write_csv(tmp))

@@ -23,3 +23,60 @@ def section(cfg: dict, section_name: str, key: str, source: str) -> dict:
     if key not in entries:
         raise UserError(f"{source}: '{key}' is not a key of '{section_name}' (known: {sorted(entries)})")
     return entries[key]
+
+
+def parse_assignments(items: list[str] | None, flag: str, parse_value=None) -> dict:
+    """`KEY=VALUE` arguments → {key: value}, values read by `parse_value` (default: YAML), or a UserError naming
+    the flag."""
+    import yaml
+
+    from ..errors import UserError
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"{flag} expects KEY=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        out[key.strip()] = (parse_value or yaml.safe_load)(value)
+    return out
+
+
+def parse_named_paths(items: list[str], flag: str) -> dict[str, str]:
+    """`NAME=PATH` arguments → {name: path}, or a UserError naming the flag."""
+    from ..errors import UserError
+
+    paths = parse_assignments(items, flag, parse_value=str)
+    if any(not name or not path for name, path in paths.items()):
+        raise UserError(f"{flag} expects NAME=PATH, got {items}")
+    return paths
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: runtime.num_threads)")
+
+
+def limit_threads(cfg: dict, threads: int | None) -> None:
+    """torch intra-op threads and NumPy's BLAS pool (KID/FID kernels) to the rule's thread count.
+
+    Oversubscribed BLAS threads on small KID kernels (subset × features) were 20× slower on a shared 2-core box.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from .. import runtime
+
+    threadpool_limits(runtime.set_num_threads(cfg.get("runtime"), threads))
+
+
+def write_sample_file(dest, arrays: dict, manifest: dict, cfg_section: dict, seed: int, **provenance) -> None:
+    """A sample file: `S.npz` (one array per key), its manifest `S.json` beside it and the provenance sidecar."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from .. import io
+
+    dest = Path(dest)
+    io.ensure_writable_dir(dest.parent)
+    io.write_with(dest, lambda tmp: np.savez(tmp, **arrays))
+    io.write_json(dest.with_suffix(".json"), manifest)
+    io.write_provenance(dest, cfg_section, seed=seed, **provenance)

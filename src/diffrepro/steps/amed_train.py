@@ -20,18 +20,10 @@ def configure(parser):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.num_threads wins)")
 
 
-def load_model(cfg, args):
-    """(denoiser in the model's coordinates, model schedule, data shape, device) through the model-source seam."""
-    from .. import sources
-
-    model = sources.load_for_params(cfg, args.model, args.checkpoint, args.params, args.threads)
-    return model.denoiser(), model.schedule, list(model.data_shape), model.device
-
-
 def run(args) -> int:
     import torch
 
-    from .. import config, io
+    from .. import config, io, sources
     from ..amed import predictor_payload
     from ..amed.fit import check_request, fit_predictor
     from ..samplers.sweep import model_sampling
@@ -40,9 +32,9 @@ def run(args) -> int:
     section(cfg, "models", args.model, args.params)
     sampling = model_sampling(cfg, args.model)
     check_request(sampling, args.solver, args.nfe)  # a bad solver or NFE fails before the model is loaded
-    denoiser, schedule, shape, device = load_model(cfg, args)
-    predictor, summary = fit_predictor(denoiser, schedule, shape, sampling, args.model, args.solver, args.nfe,
-                                       cfg["seed"], device)
+    model = sources.load_for_params(cfg, args.model, args.checkpoint, args.params, args.threads)
+    predictor, summary = fit_predictor(model.denoiser(), model.schedule, list(model.data_shape), sampling, args.model,
+                                       args.solver, args.nfe, cfg["seed"], model.device)
     out = Path(args.out)
     io.ensure_writable_dir(out.parent)
     io.write_with(out, lambda tmp: torch.save(predictor_payload(predictor, summary, model=args.model, nfe=args.nfe), tmp))

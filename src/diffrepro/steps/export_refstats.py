@@ -14,7 +14,7 @@ def configure(parser):
 def run(args) -> int:
     from ..errors import UserError
     from ..metrics.fidelity import write_reference_npz
-    from .reference_stats import load
+    from ..metrics.refstats import load
 
     stats = load(args.refstats)
     if stats["feature_space"] == "vector":

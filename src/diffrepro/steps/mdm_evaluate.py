@@ -1,7 +1,7 @@
 """Evaluate every trained MDM of one dataset (test bound with and without the boundary term, samples) and write
 the MDM report section: evaluation.json, samples.npz, samples.png and section.json in --out-dir.
 
-Samples are scored by the sweep's scorer (`steps.evaluate.CellScorer`) against the dataset's reference statistics:
+Samples are scored by the sweep's scorer (`metrics.scoring.CellScorer`) against the dataset's reference statistics:
 the same metric columns, feature space and settings as every other model of the run."""
 from __future__ import annotations
 
@@ -24,65 +24,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
 
 
-def _load_model(path: Path, cfg: dict):
-    import torch
-
-    from ..mdm import study as S
-    from ..mdm.network import OnDevice
-    from ..runtime import select_device
-
-    from ..io import verify_checksum
-
-    if not path.is_file():
-        raise UserError(f"missing input file: {path}")
-    verify_checksum(path, "MDM model file")
-    try:  # our own file (checksum as written); it pickles the diffusion's metadata, hence weights_only=False
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        meta = payload["meta"]
-    except Exception as exc:
-        raise UserError(f"MDM model file {path} is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
-    diffusion = S.make_diffusion(cfg, meta["diffusion"], meta["seed"])
-    diffusion.load_state_dict(payload["diffusion"])
-    net = S.make_network({"network": meta["network"]}, meta["k"], tuple(meta["data_shape"]), meta["seed"])
-    net.load_state_dict(payload["net"])
-    net.eval()
-    return OnDevice(net, select_device(cfg.get("runtime"))), diffusion, meta, payload["history"]
-
-
-def _describe_network(spec: dict) -> str:
-    arch = spec.get("arch", "mlp")
-    return f"{arch} (" + ", ".join(f"{k} {v}" for k, v in spec.get(arch, {}).items()) + ")"
-
-
-def _figure(samples: dict, data, levels, dest: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from ..io import write_with
-
-    names = list(samples)
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.2 * (len(names) + 1), 2.4), squeeze=False)
-    panels = [("data", data[: len(next(iter(samples.values())))])] + [(n, samples[n]) for n in names]
-    for ax, (title, x) in zip(axes[0], panels):
-        x = np.asarray(x)
-        if levels is None:
-            ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
-            ax.set_xlim(-3.5, 3.5); ax.set_ylim(-3.5, 3.5); ax.set_aspect("equal")
-        else:  # a square grid of the first (up to 16) images, first channel
-            side = int(min(16, len(x)) ** 0.5)
-            imgs = (x[: side * side, 0] + 1) / 2
-            h, w = imgs.shape[-2:]
-            grid = imgs.reshape(side, side, h, w).transpose(0, 2, 1, 3).reshape(side * h, side * w)
-            ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=8); ax.set_xticks([]); ax.set_yticks([])
-    fig.tight_layout()
-    write_with(dest, lambda p: fig.savefig(p, dpi=110))
-    plt.close(fig)
-
-
 def run(args: argparse.Namespace) -> None:
     cfg = config.load(args.params)
     from ..metrics.spaces import check_weights_early
@@ -93,52 +34,39 @@ def run(args: argparse.Namespace) -> None:
 
     from ..io import write_json, write_provenance, write_with
     from ..mdm import study as S
-    from ..mdm.elbo import inverse_logit
-    from ..mdm.sampling import sample
     from ..mdm.section import build_section
-    from .evaluate import CellScorer
-    from .reference_stats import load as load_refstats
+    from ..metrics.refstats import load as load_refstats
+    from ..metrics.scoring import CellScorer
+    from ..reports.figures import mdm_samples
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     st = S.study_config(cfg, args.dataset)
-    ev = st["eval"]
     refstats = load_refstats(args.refstats)
     if refstats["dataset"] != args.dataset:
         raise UserError(f"{args.refstats} holds reference statistics of '{refstats['dataset']}', not "
                         f"'{args.dataset}'")
     scorer = CellScorer(cfg, args.dataset, refstats, args.classifier)
     levels = S.levels_of(cfg, args.dataset)
-    x_test = S.load_split(args.data, "test", levels)[: ev["n_test"]]
+    x_test = S.load_split(args.data, "test", levels)[: st["eval"]["n_test"]]
     times = S.times_of(cfg)
     rows, samples = [], {}
     for path in map(Path, args.models):
-        net, diffusion, meta, history = _load_model(path, cfg)
+        net, diffusion, meta, history = S.load_model(path, cfg)
         if meta["dataset"] != args.dataset:
             raise UserError(f"{path} was trained on '{meta['dataset']}', not '{args.dataset}'")
-        result = S.evaluate(net, diffusion, x_test, times, levels, ev["draws"], ev["batch_size"], seed=cfg["seed"])
-        x_scale = float(x_test.double().pow(2).mean().sqrt()) if levels is None else 2.944  # spec §3.2: logit(0.95)
-        gen = torch.Generator().manual_seed(cfg["seed"] * 7919 + meta["seed"])
-        xs = sample(net, diffusion, ev["n_samples"], tuple(meta["data_shape"]), ev["sample_steps"], times.t_min,
-                    gen, ev["sampler"])
-        data_space = xs if levels is None else inverse_logit(xs)  # images: pixels in [-1, 1], like every sampler
-        samples[f"{meta['diffusion']}/seed{meta['seed']}"] = data_space.numpy()
-        sample_metrics = scorer(data_space)
-        rows.append({"dataset": args.dataset, "diffusion": meta["diffusion"], "seed": meta["seed"], "k": meta["k"],
-                     "train_steps": st["train"]["steps"], "train_wall_s": history["wall_s"],
-                     "final_train_loss": history["loss"][-1], "network": _describe_network(meta["network"]),
-                     "model": str(path), "n_samples": ev["n_samples"], "sampler": ev["sampler"],
-                     "sample_steps": ev["sample_steps"], "sample_metrics": sample_metrics, **result,
-                     **S.describe_diffusion(diffusion, x_scale)})
-        print(f"mdm evaluate {args.dataset}/{meta['diffusion']}/seed{meta['seed']}: {result['metric']} "
-              f"{result['value_no_offset']:.4f} (offset {result['value_offset']:.4f}); "
-              + ", ".join(f"{k} {v:.4g}" for k, v in sample_metrics.items() if isinstance(v, (int, float))))
+        row, samples[f"{meta['diffusion']}/seed{meta['seed']}"] = S.evaluation_row(
+            cfg, args.dataset, str(path), net, diffusion, meta, history, x_test, times, levels, scorer)
+        rows.append(row)
+        print(f"mdm evaluate {args.dataset}/{meta['diffusion']}/seed{meta['seed']}: {row['metric']} "
+              f"{row['value_no_offset']:.4f} (offset {row['value_offset']:.4f}); "
+              + ", ".join(f"{k} {v:.4g}" for k, v in row["sample_metrics"].items() if isinstance(v, (int, float))))
     rows.sort(key=lambda r: (st["diffusions"].index(r["diffusion"]), r["seed"]))
     out = Path(args.out_dir)
     first_seed = min(r["seed"] for r in rows)
     shown = {r["diffusion"]: samples[f"{r['diffusion']}/seed{r['seed']}"] for r in rows if r["seed"] == first_seed}
     figure = out / "samples.png"
-    _figure(shown, S.load_split(args.data, "test", levels).numpy(), levels, figure)
+    mdm_samples(shown, S.load_split(args.data, "test", levels).numpy(), levels, figure)
     write_with(out / "samples.npz", lambda p: np.savez(p, **{k.replace("/", "__"): v for k, v in samples.items()}))
     write_json(out / "evaluation.json", rows)
     order = 60 + sorted(cfg["mdm"]["studies"]).index(args.dataset)

@@ -24,9 +24,6 @@ def run(args: argparse.Namespace) -> None:
 
     from ..io import write_provenance, write_with
     from ..mdm import study as S
-    from ..mdm.network import OnDevice
-    from ..mdm.train import train
-    from ..runtime import select_device
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -36,24 +33,12 @@ def run(args: argparse.Namespace) -> None:
                         f"{st['diffusions']}")
     if args.seed not in st["seeds"]:
         raise UserError(f"--seed {args.seed} is not in mdm.studies.{args.dataset}.seeds {st['seeds']}")
-    levels = S.levels_of(cfg, args.dataset)
-    data = S.load_split(args.data, "train", levels)
-    data_shape = tuple(data.shape[1:])
-    diffusion = S.make_diffusion(cfg, args.diffusion, args.seed)
-    net = S.make_network(st, diffusion.k, data_shape, args.seed)
-    tr = st["train"]
-    device = select_device(cfg.get("runtime"))
-    history = train(OnDevice(net, device), diffusion, data, steps=tr["steps"], batch_size=tr["batch_size"],
-                    lr=tr["lr"], grad_clip=tr.get("grad_clip", 2.0), times=S.times_of(cfg), seed=args.seed,
-                    levels=levels, log_every=tr.get("log_every", 100),
-                    desc=f"mdm train {args.dataset}/{args.diffusion}/seed{args.seed}")
-    payload = {"net": net.cpu().state_dict(), "diffusion": diffusion.state_dict(), "history": history,
-               "meta": {"dataset": args.dataset, "diffusion": args.diffusion, "seed": args.seed, "k": diffusion.k,
-                        "data_shape": list(data_shape), "levels": levels, "network": st["network"],
-                        "mdm": {k: v for k, v in cfg["mdm"].items() if k != "studies"}}}
+    data = S.load_split(args.data, "train", S.levels_of(cfg, args.dataset))
+    payload = S.train_model(cfg, args.dataset, args.diffusion, args.seed, data)
+    history = payload["history"]
     out = Path(args.out)
     write_with(out, lambda p: torch.save(payload, p))
     write_provenance(out, cfg_section={"mdm": cfg["mdm"], "dataset": cfg["datasets"][args.dataset]}, seed=args.seed,
                      train_wall_s=history["wall_s"])
-    print(f"mdm train {args.dataset}/{args.diffusion}/seed{args.seed}: {tr['steps']} steps in "
+    print(f"mdm train {args.dataset}/{args.diffusion}/seed{args.seed}: {st['train']['steps']} steps in "
           f"{history['wall_s']:.1f}s, final loss {history['loss'][-1]:.4f}")

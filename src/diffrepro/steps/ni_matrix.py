@@ -8,18 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-
-
-def _key_values(items: list[str] | None, flag: str) -> dict:
-    import yaml
-
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UserError(f"{flag} expects KEY=VALUE, got '{item}'")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+from . import parse_assignments
 
 
 def configure(parser):
@@ -36,32 +25,24 @@ def configure(parser):
     parser.add_argument("--csv", action="store_true", help="also write OUT_C.csv, OUT_Cnorm.csv and OUT_B.csv")
 
 
-def marginal_lines(m) -> list[str]:
-    mg = m.marginals()
-    lines = [f"{'t_out':>9} {'sum C':>9} {'alpha':>9} {'|B|':>9} {'sigma':>9}"]
-    for k in range(m.n):
-        lines.append(f"{mg['t'][k]:9.4g} {mg['row_sum'][k]:9.5f} {mg['alpha'][k]:9.5f} "
-                     f"{mg['noise_norm'][k]:9.5f} {mg['sigma'][k]:9.5f}")
-    return lines
-
-
 def run(args):
     from ..diffusion.schedules import make_schedule
     from ..io import write_provenance
+    from ..natural_inference.matrix import marginal_lines
     from ..natural_inference.tracer import trace_sampler
     from ..samplers import get_sampler
 
     if not str(args.out).endswith(".npz"):
         raise UserError(f"--out must end in .npz, got {args.out}")
-    schedule = make_schedule(args.schedule, **_key_values(args.schedule_option, "--schedule-option"))
+    schedule = make_schedule(args.schedule, **parse_assignments(args.schedule_option, "--schedule-option"))
     spec = get_sampler(args.sampler)
-    options = _key_values(args.option, "--option")
+    options = parse_assignments(args.option, "--option")
     nfe = args.nfe if args.nfe is not None else spec.nfe_for_steps(args.steps, options=options)
     if nfe < 1:
         raise UserError(f"--steps/--nfe must be positive, got {nfe}")
     try:
         m = trace_sampler(args.sampler, schedule, nfe, grid=args.grid,
-                          grid_options=_key_values(args.grid_option, "--grid-option"),
+                          grid_options=parse_assignments(args.grid_option, "--grid-option"),
                           **options)
     except (TypeError, ValueError) as exc:
         raise UserError(f"cannot trace sampler '{args.sampler}': {exc}") from None

@@ -7,8 +7,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from . import add_params_arg, section
-from .train_classifier import add_threads_arg, limit_threads
+from . import add_params_arg, add_threads_arg, limit_threads, section
 
 
 def configure(parser):
@@ -28,61 +27,8 @@ def configure(parser):
     add_threads_arg(parser)
 
 
-def anchors(scorer, x_train, n: int, seed: int) -> dict:
-    """FID/KID of n real train images and of n uniform-noise images (same shape, in [-1, 1]) against the test split."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(len(x_train), generator=gen)[:n].sort().values
-    train = torch.as_tensor(x_train)[pick]
-    noise = torch.rand(train.shape, generator=gen) * 2 - 1
-    name = scorer.space.name
-
-    def score(x):
-        cols = scorer(x)
-        return {"fid": float(cols[f"fid_{name}"]), "kid": float(cols[f"kid_{name}"])}
-
-    return {"n": int(len(train)), "train": score(train), "noise": score(noise)}
-
-
-def sample_cells(scorer, paths: list[str]) -> dict[str, list[dict]]:
-    """Per model: {sampler, grid, nfe, fid} of every cell of the given sample files, scored by `scorer`."""
-    import numpy as np
-    import torch
-
-    from .evaluate import load_cells
-
-    out: dict[str, list[dict]] = {}
-    for path in paths:
-        model, sampler = Path(path).parent.name, Path(path).stem
-        manifest = load_cells(path)
-        with np.load(path, allow_pickle=False) as samples:
-            for cell in manifest["cells"]:
-                fid = scorer(torch.from_numpy(samples[cell["key"]]))[f"fid_{scorer.space.name}"]
-                out.setdefault(model, []).append({"sampler": sampler, "grid": cell["grid"], "nfe": cell["nfe"],
-                                                  "fid": float(fid)})
-    return out
-
-
-def reference_fids(scorer, paths: list[str]) -> dict[str, float]:
-    """Per model: FID of the high-accuracy PF-ODE solution from the sweep's initial noises (first seed)."""
-    import numpy as np
-    import torch
-
-    from ..errors import UserError
-
-    out = {}
-    for path in paths:
-        if not Path(path).is_file():
-            raise UserError(f"missing input file: {path}")
-        with np.load(path, allow_pickle=False) as ref:
-            key = sorted(ref.files)[0]
-            out[Path(path).parent.name] = float(scorer(torch.from_numpy(ref[key]))[f"fid_{scorer.space.name}"])
-    return out
-
-
 def run(args) -> int:
-    from .. import config, io
+    from .. import config, data, io
     from ..errors import UserError
     from ..metrics.spaces import check_weights_early, feature_kind
     from ..reports import realdata
@@ -95,35 +41,32 @@ def run(args) -> int:
     check_weights_early(cfg, args.dataset)
     import polars as pl
 
+    from ..metrics.refstats import compute as compute_refstats
+    from ..metrics.refstats import load as load_refstats
+    from ..metrics.scoring import CellScorer, sample_cells, space_summary
     from ..samplers.sweep import model_sampling
-    from . import reference_stats
-    from .evaluate import CellScorer
-    from .train_classifier import load_arrays
 
     limit_threads(cfg, args.threads)
     models = [m for m in cfg["sampling"]["models"] if cfg["models"][m]["dataset"] == args.dataset]
     n_samples = max([model_sampling(cfg, m)["n_samples"] for m in models] or [1000])
-    x_train, x_test = load_arrays(args.data, "x_train", "x_test")
+    arrays = data.load_npz(args.data, ("x_train", "x_test"))
+    x_train, x_test = arrays["x_train"], arrays["x_test"]
     meta = io.read_json(Path(args.data).with_suffix(".json")) if Path(args.data).with_suffix(".json").exists() else {}
     split = meta.get("split") or {"train": len(x_train), "test": len(x_test)}
-    agg = pl.read_parquet(args.metrics) if Path(args.metrics).is_file() else None
-    if agg is None:
+    if not Path(args.metrics).is_file():
         raise UserError(f"missing input file: {args.metrics}")
-
-    refstats = reference_stats.load(args.refstats)
+    agg = pl.read_parquet(args.metrics)
+    refstats = load_refstats(args.refstats)
     own = CellScorer(cfg, args.dataset, refstats, args.classifier)
     n = min(n_samples, len(x_train))
-    spaces = [{"name": own.space.name, "extractor": own.space.extractor, "dim": int(refstats["fid_mu"].shape[0]),
-               "n_samples": n_samples, "n_reference": int(refstats["n"]), "anchors": anchors(own, x_train, n, cfg["seed"]), "reference": reference_fids(own, args.reference),
+    spaces = [{**space_summary(own, refstats, x_train, n, n_samples, cfg["seed"], args.reference),
                "cells": {m: realdata.cells_from_agg(agg, m, f"fid_{own.space.name}") for m in models}}]
     if feature_kind(cfg, args.dataset) != "classifier" and args.classifier:
         cfg_clf = copy.deepcopy(cfg)
         cfg_clf["metrics"].setdefault("feature_extractor", {})[args.dataset] = "classifier"
-        ref_clf = reference_stats.compute(cfg_clf, args.dataset, x_test, args.classifier)
+        ref_clf = compute_refstats(cfg_clf, args.dataset, x_test, args.classifier)
         clf = CellScorer(cfg_clf, args.dataset, ref_clf, args.classifier)
-        spaces.append({"name": clf.space.name, "extractor": clf.space.extractor, "dim": int(ref_clf["fid_mu"].shape[0]),
-                       "n_samples": n_samples, "n_reference": int(ref_clf["n"]),
-                       "anchors": anchors(clf, x_train, n, cfg["seed"]), "reference": reference_fids(clf, args.reference),
+        spaces.append({**space_summary(clf, ref_clf, x_train, n, n_samples, cfg["seed"], args.reference),
                        "cells": sample_cells(clf, args.samples)})
     sec = realdata.build_section(dataset=args.dataset, kind=spec["kind"], models=models, split=split, spaces=spaces,
                                  config_label=args.config_name or args.params,

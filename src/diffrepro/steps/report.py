@@ -3,7 +3,6 @@ one LaTeX fragment per table (reports/tables/*.tex), from the aggregated tables,
 section.json and the Snakemake benchmark files."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 
@@ -20,36 +19,13 @@ def configure(parser):
 
 def run(args):
     from .. import config
-    from ..reports import claims, layout, paper, provenance, render, sections, spine, tables
+    from ..reports import render
+    from ..reports.build import report_context
 
     cfg = config.load(args.params)
-    results, out = Path(args.results), Path(args.out_dir)
-    label = args.config_label or args.params
-    agg = tables.read_parquet(results / "tables" / "metrics_agg.parquet", str(results / "tables" / "metrics_agg.parquet"))
-    papers = paper.load_paper_numbers()
-    fig_dir = out / "figures"
-    spine_sec, notes = spine.spine_section(cfg, agg, results, fig_dir, label)
-    extra, missing = sections.load_sections(sections.find_section_files(args.sections), papers)
-    for sec in extra:  # every section of one run comes from the same params: name the file the user gave
-        sec["config"] = label
-    built = [spine_sec] + [s for s in [spine.paper_section(cfg, agg, papers, label),
-                                       spine.ni_paper_section(cfg, agg, papers, label),
-                                       spine.gits_section(cfg, agg, results, label)] if s]
-    scale = cfg.get("report", {}).get("scale", "default")
-    everything = built + extra
-    card = claims.scorecard(claims.load_claims(), everything, agg, papers, scale)
-    everything = sorted(everything + [claims.scorecard_section(card, label, scale)], key=lambda s: (s["order"], s["id"]))
-    appendix = layout.split_appendix(everything, int(cfg.get("report", {}).get("appendix_rows", 30)))
-    prov = provenance.collect(cfg, label, results, Path(args.benchmarks))
-    context = {
-        "title": cfg.get("report", {}).get("title", "diffrepro reproduction report"),
-        "params_file": label, "scale": cfg.get("report", {}).get("scale", "default"),
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "notes": notes + missing,
-        "sections": everything, "appendix": appendix, "scorecard": card, "verdicts": claims.counts(card),
-        "setup": layout.setup_text(cfg, prov), "limitations": layout.LIMITATIONS, "references": layout.REFERENCES,
-        "provenance": prov,
-    }
+    out = Path(args.out_dir)
+    context = report_context(cfg, args.config_label or args.params, Path(args.results), Path(args.benchmarks),
+                             args.sections, out / "figures")
     written = render.render_report(context, out)
     print(f"report: {len(context['sections'])} sections, {len(written)} files -> {out / 'index.html'}, "
           f"{out / 'report.md'}")

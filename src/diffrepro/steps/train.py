@@ -16,31 +16,19 @@ def configure(parser):
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
 
 
-def _check_data_size(arrays, cfg, spec, args) -> None:
-    """The data file holds items of the size its dataset spec implies (a file of another dataset is refused)."""
-    import numpy as np
-
-    from ..errors import UserError
-    from ..validation import data_size
-
-    expected = data_size(cfg["datasets"].get(spec["dataset"], {}))
-    got = int(np.prod(arrays["x_train"].shape[1:]))
-    if expected is not None and got != expected:
-        raise UserError(f"{args.data}: items have {got} numbers (shape {list(arrays['x_train'].shape[1:])}), but "
-                        f"dataset '{spec['dataset']}' of model '{args.model}' has {expected}")
-
-
 def run(args) -> int:
     import torch
 
     from .. import config, data, io, runtime, training
+    from ..validation import check_data_size
 
     cfg = config.load(args.params)
     spec = section(cfg, "models", args.model, args.params)
     runtime.set_num_threads(cfg.get("runtime"), args.threads)
     out = io.ensure_writable_dir(args.out_dir)
     arrays = data.load_npz(args.data)
-    _check_data_size(arrays, cfg, spec, args)
+    check_data_size(arrays["x_train"], cfg["datasets"].get(spec["dataset"], {}), args.data,
+                    f"dataset '{spec['dataset']}' of model '{args.model}'")
     data_sha = data.sha256_file(args.data)
     blob = training.train(args.model, spec, arrays, out, cfg["seed"], cfg.get("runtime"), data_sha,
                           progress=not args.no_progress)

@@ -5,9 +5,7 @@ its test accuracy goes into the provenance sidecar.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from . import add_params_arg, section
+from . import add_params_arg, add_threads_arg, limit_threads, section
 
 
 def configure(parser):
@@ -18,49 +16,19 @@ def configure(parser):
     add_threads_arg(parser)
 
 
-def add_threads_arg(parser):
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: runtime.num_threads)")
-
-
-def limit_threads(cfg: dict, threads: int | None) -> None:
-    """torch intra-op threads and NumPy's BLAS pool (KID/FID kernels) to the rule's thread count.
-
-    Oversubscribed BLAS threads on small KID kernels (subset × features) were 20× slower on a shared 2-core box.
-    """
-    from threadpoolctl import threadpool_limits
-
-    from .. import runtime
-
-    threadpool_limits(runtime.set_num_threads(cfg.get("runtime"), threads))
-
-
-def load_arrays(path, *keys):
-    """Arrays `keys` of an .npz file (checked: io.read_npz), or a UserError naming the file and the missing key."""
-    from ..io import read_npz
-
-    arrays = read_npz(path, "input file", keys)
-    return [arrays[k] for k in keys]
-
-
-def classifier_params(cfg: dict, dataset: str) -> dict:
-    """`classifier.<dataset>` with the schema's defaults filled in (also when the entry is absent)."""
-    from ..config import load_schema
-
-    fields = load_schema()["properties"]["classifier"]["additionalProperties"]["properties"]
-    return {**{k: v["default"] for k, v in fields.items()}, **cfg.get("classifier", {}).get(dataset, {})}
-
-
 def run(args) -> int:
     import torch
 
     from .. import config, io, runtime
     from ..errors import UserError
-    from ..metrics.classifier import accuracy, checkpoint, train_classifier
+    from ..metrics.classifier import accuracy, checkpoint, classifier_params, train_classifier
 
     cfg = config.load(args.params)
     section(cfg, "datasets", args.dataset, args.params)
     hp = classifier_params(cfg, args.dataset)
-    x_train, y_train, x_test, y_test = load_arrays(args.data, "x_train", "y_train", "x_test", "y_test")
+    keys = ("x_train", "y_train", "x_test", "y_test")
+    arrays = io.read_npz(args.data, "input file", keys)
+    x_train, y_train, x_test, y_test = (arrays[k] for k in keys)
     if x_train.ndim != 4 or y_train.min() < 0:
         raise UserError(f"{args.data}: the feature classifier needs labelled images (dataset {args.dataset} has "
                         f"shape {x_train.shape[1:]}, min label {y_train.min()})")
