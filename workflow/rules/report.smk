@@ -44,6 +44,8 @@ rule report:
     input:
         cells="results/tables/metrics_agg.parquet",
         samples=expand("results/samples/{model}/{sampler}.npz", model=SWEEP_MODELS, sampler=SAMPLERS),
+        # the sample manifests: the GITS section reads the teacher-grid indices each GITS cell chose
+        manifests=expand("results/samples/{model}/{sampler}.json", model=SWEEP_MODELS, sampler=SAMPLERS),
         sections=SECTIONS,
         templates=REPORT_TEMPLATES,
         papers=PAPER_NUMBERS,
