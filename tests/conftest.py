@@ -13,6 +13,17 @@ PY = sys.executable
 SMOKE_CHAIN_FILES = {"tests/test_codedeps.py", "tests/test_e2e.py", "tests/test_versioning.py"}
 
 
+# The longest files, started first so that neither worker is left with a long one at the end (collection order is the
+# order in which xdist hands out work units; the order of the tests inside a file is kept).
+LONGEST_FIRST = ["tests/test_codedeps.py", "tests/test_realdata.py", "tests/test_slurm.py", "tests/test_fid_protocol.py",
+                 "tests/test_training.py", "tests/test_reliability.py", "tests/test_compare.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {f: i for i, f in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 def pytest_xdist_make_scheduler(config, log):
     """`make test` runs `pytest -n 2 --dist loadfile`: the tests of a file stay on one worker (module fixtures are
     built once) and the smoke-chain files form one unit."""

@@ -55,18 +55,6 @@ def add_threads_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: runtime.num_threads)")
 
 
-def limit_threads(cfg: dict, threads: int | None) -> None:
-    """torch intra-op threads and NumPy's BLAS pool (KID/FID kernels) to the rule's thread count.
-
-    Oversubscribed BLAS threads on small KID kernels (subset × features) were 20× slower on a shared 2-core box.
-    """
-    from threadpoolctl import threadpool_limits
-
-    from .. import runtime
-
-    threadpool_limits(runtime.set_num_threads(cfg.get("runtime"), threads))
-
-
 def write_sample_file(dest, arrays: dict, manifest: dict, cfg_section: dict, seed: int, **provenance) -> None:
     """A sample file: `S.npz` (one array per key), its manifest `S.json` beside it and the provenance sidecar."""
     from pathlib import Path

@@ -7,7 +7,7 @@ file), so the report can say what each FID is.
 """
 from __future__ import annotations
 
-from . import add_params_arg, add_threads_arg, limit_threads, section
+from . import add_params_arg, add_threads_arg, section
 
 
 def configure(parser):
@@ -25,7 +25,7 @@ def configure(parser):
 def run(args) -> int:
     import time
 
-    from .. import config, io
+    from .. import config, io, runtime
     from ..errors import UserError
     from ..metrics.spaces import check_weights_early
 
@@ -36,7 +36,7 @@ def run(args) -> int:
     from ..metrics.refstats import load as load_refstats
     from ..metrics.scoring import CellScorer, load_cells, score_cells
 
-    limit_threads(cfg, args.threads)
+    runtime.limit_threads(cfg, args.threads)
     start = time.perf_counter()
     manifest = load_cells(args.samples)
     refstats = load_refstats(args.refstats)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from . import add_params_arg, add_threads_arg, limit_threads, section
+from . import add_params_arg, add_threads_arg, section
 
 
 def configure(parser):
@@ -28,7 +28,7 @@ def configure(parser):
 
 
 def run(args) -> int:
-    from .. import config, data, io
+    from .. import config, data, io, runtime
     from ..errors import UserError
     from ..metrics.spaces import check_weights_early, feature_kind
     from ..reports import realdata
@@ -46,7 +46,7 @@ def run(args) -> int:
     from ..metrics.scoring import CellScorer, sample_cells, space_summary
     from ..samplers.sweep import model_sampling
 
-    limit_threads(cfg, args.threads)
+    runtime.limit_threads(cfg, args.threads)
     models = [m for m in cfg["sampling"]["models"] if cfg["models"][m]["dataset"] == args.dataset]
     n_samples = max([model_sampling(cfg, m)["n_samples"] for m in models] or [1000])
     arrays = data.load_npz(args.data, ("x_train", "x_test"))

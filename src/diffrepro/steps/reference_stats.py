@@ -2,7 +2,7 @@
 computed once and reused by every `evaluate`; the payload is described in diffrepro.metrics.refstats."""
 from __future__ import annotations
 
-from . import add_params_arg, add_threads_arg, limit_threads, section
+from . import add_params_arg, add_threads_arg, section
 
 
 def configure(parser):
@@ -16,7 +16,7 @@ def configure(parser):
 
 
 def run(args) -> int:
-    from .. import config, data, io
+    from .. import config, data, io, runtime
     from ..errors import UserError
     from ..metrics.spaces import check_weights_early, reference_stats_file
 
@@ -33,7 +33,7 @@ def run(args) -> int:
 
     if fd.feature_kind(cfg, args.dataset) != "vector":
         fd.feature_space(cfg, args.dataset, args.classifier)  # missing classifier → UserError before any work
-    limit_threads(cfg, args.threads)
+    runtime.limit_threads(cfg, args.threads)
     if stats_file:
         stats = from_file(cfg, args.dataset, stats_file, args.classifier)
         source = {"stats_file": str(stats_file), "stats_sha256": stats["reference"]["sha256"]}

@@ -5,7 +5,7 @@ its test accuracy goes into the provenance sidecar.
 """
 from __future__ import annotations
 
-from . import add_params_arg, add_threads_arg, limit_threads, section
+from . import add_params_arg, add_threads_arg, section
 
 
 def configure(parser):
@@ -33,7 +33,7 @@ def run(args) -> int:
         raise UserError(f"{args.data}: the feature classifier needs labelled images (dataset {args.dataset} has "
                         f"shape {x_train.shape[1:]}, min label {y_train.min()})")
     device = runtime.select_device(cfg.get("runtime"))
-    limit_threads(cfg, args.threads)
+    runtime.limit_threads(cfg, args.threads)
     seed = runtime.derive_seed(cfg["seed"], "classifier", args.dataset)
     model = train_classifier(x_train, y_train, hp["steps"], hp["batch_size"], hp["lr"], hp["width"],
                              hp["feature_dim"], seed, str(device))
