@@ -9,7 +9,7 @@ PY = sys.executable
 
 
 # Files whose tests continue from the shared smoke workspace: one work unit, so one worker builds that workspace and
-# runs them while the other worker takes every other file.
+# runs them while the other worker takes other files.
 SMOKE_CHAIN_FILES = {"tests/test_codedeps.py", "tests/test_e2e.py", "tests/test_versioning.py"}
 
 
@@ -29,12 +29,12 @@ def pytest_xdist_make_scheduler(config, log):
     built once) and the smoke-chain files form one unit."""
     from xdist.scheduler import LoadFileScheduling
 
-    class SmokeChainFirst(LoadFileScheduling):
+    class SmokeChainAsOneUnit(LoadFileScheduling):
         def _split_scope(self, nodeid):
             scope = super()._split_scope(nodeid)
             return "smoke-chain" if scope in SMOKE_CHAIN_FILES else scope
 
-    return SmokeChainFirst(config, log)
+    return SmokeChainAsOneUnit(config, log)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -132,16 +132,19 @@ def smoke_workspace(tmp_path_factory) -> Path:
         if failed.exists():
             pytest.fail(failed.read_text())
         if not done.exists():
-            copy_worktree(ROOT, ws)
-            select_params(ws, "params/smoke.yaml")
-            git_init_commit(ws, "v1 params (smoke)")
-            r = subprocess.run([PY, "-m", "dvc", "repro"], cwd=ws, capture_output=True, text=True, env=run_env(),
-                               timeout=1200)
-            if r.returncode != 0:
-                failed.write_text("smoke pipeline (dvc repro) failed:\n" + r.stdout[-6000:] + r.stderr[-6000:])
+            try:
+                copy_worktree(ROOT, ws)
+                select_params(ws, "params/smoke.yaml")
+                git_init_commit(ws, "v1 params (smoke)")
+                r = subprocess.run([PY, "-m", "dvc", "repro"], cwd=ws, capture_output=True, text=True,
+                                   env=run_env(), timeout=1200)
+                if r.returncode != 0:
+                    raise RuntimeError("smoke pipeline (dvc repro) failed:\n" + r.stdout[-6000:] + r.stderr[-6000:])
+                (ws / "dvc-repro-v1.log").write_text(r.stdout)
+                for args in (["add", "-A"], ["commit", "-qm", "v1 results"], ["tag", "v1"]):
+                    subprocess.run(["git", *args], cwd=ws, check=True, capture_output=True)
+            except Exception as exc:  # the other worker must not rebuild over a half-built workspace
+                failed.write_text(f"smoke workspace not built: {exc}")
                 pytest.fail(failed.read_text())
-            (ws / "dvc-repro-v1.log").write_text(r.stdout)
-            for args in (["add", "-A"], ["commit", "-qm", "v1 results"], ["tag", "v1"]):
-                subprocess.run(["git", *args], cwd=ws, check=True, capture_output=True)
             done.touch()
     return ws
