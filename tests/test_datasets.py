@@ -7,14 +7,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from diffrepro import data
+from diffrepro import data, io
 from diffrepro.data import images
 from diffrepro.errors import UserError
 
 
 def written_sha(tmp_path, name, spec, seed):
     arrays, _ = data.prepare(name, spec, seed)
-    return data.sha256_file(data.write_npz(tmp_path / f"{name}-{seed}-{len(list(tmp_path.iterdir()))}.npz", arrays))
+    return io.sha256_file(data.write_npz(tmp_path / f"{name}-{seed}-{len(list(tmp_path.iterdir()))}.npz", arrays))
 
 
 @pytest.mark.parametrize("shape", ["eight_gaussians", "two_moons", "checkerboard"])
@@ -141,7 +141,7 @@ metrics: {}
     out = tmp_path / "out"
     assert prepare.run(SimpleNamespace(params=str(params), dataset="gmm", out_dir=str(out))) == 0
     meta = json.loads((out / "data.json").read_text())
-    assert meta["sha256"] == data.sha256_file(out / "data.npz")
+    assert meta["sha256"] == io.sha256_file(out / "data.npz")
     assert meta["seed"] == 5 and meta["N"] == 80 and meta["split"] == {"train": 64, "test": 16}
     assert meta["shape"] == [2] and meta["source"] and len(meta["known"]["gmm_weights"]) == 3
     assert {"gmm_weights", "gmm_means", "gmm_std"} <= set(data.load_npz(out / "data.npz"))

@@ -116,12 +116,6 @@ def write_npz(dest: str | Path, arrays: dict) -> Path:
     return write_with(dest, writer)
 
 
-def sha256_file(path: str | Path) -> str:
-    from ..io import sha256_file as digest
-
-    return digest(path)
-
-
 def load_npz(path: str | Path, keys: tuple[str, ...] = SPLIT_KEYS) -> dict:
     """Read a prepared `data.npz` into a dict of arrays, checked (io.read_npz: checksum, the `keys`, finite values;
     x arrays floating with a sample axis, labels integer and as long as their x, of the keys asked for); UserError

@@ -20,7 +20,7 @@ def run(args) -> int:
     out = io.ensure_writable_dir(args.out_dir)
     arrays, meta = data.prepare(args.dataset, spec, cfg["seed"])
     npz = data.write_npz(Path(out) / "data.npz", arrays)
-    meta["sha256"] = data.sha256_file(npz)
+    meta["sha256"] = io.sha256_file(npz)
     meta["file"] = npz.name
     io.write_json(Path(out) / "data.json", meta)
     io.write_provenance(npz, spec, seed=cfg["seed"], dataset=args.dataset, sha256=meta["sha256"])

@@ -29,7 +29,7 @@ def run(args) -> int:
     arrays = data.load_npz(args.data)
     check_data_size(arrays["x_train"], cfg["datasets"].get(spec["dataset"], {}), args.data,
                     f"dataset '{spec['dataset']}' of model '{args.model}'")
-    data_sha = data.sha256_file(args.data)
+    data_sha = io.sha256_file(args.data)
     blob = training.train(args.model, spec, arrays, out, cfg["seed"], cfg.get("runtime"), data_sha,
                           progress=not args.no_progress)
     blob["provenance"] = io.provenance(spec, seed=cfg["seed"], model=args.model, data=str(args.data),
