@@ -115,6 +115,11 @@ def _run_shared_dir(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def smoke_read_traces(ws: Path) -> Path:
+    """The folder where the smoke build's jobs record their reads (beside the workspace, not in it)."""
+    return ws.parent / "read-trace"
+
+
 @pytest.fixture(scope="session")
 def smoke_workspace(tmp_path_factory) -> Path:
     """The whole chain on params/smoke.yaml, once per test run, the way `make reproduce` runs it: `dvc repro`
@@ -136,8 +141,10 @@ def smoke_workspace(tmp_path_factory) -> Path:
                 copy_worktree(ROOT, ws)
                 select_params(ws, "params/smoke.yaml")
                 git_init_commit(ws, "v1 params (smoke)")
-                r = subprocess.run([PY, "-m", "dvc", "repro"], cwd=ws, capture_output=True, text=True,
-                                   env=run_env(), timeout=1200)
+                # every job records what it reads (diffrepro.readtrace): test_e2e checks it against the rules
+                env = {**run_env(), "DIFFREPRO_READ_TRACE": str(smoke_read_traces(ws))}
+                r = subprocess.run([PY, "-m", "dvc", "repro"], cwd=ws, capture_output=True, text=True, env=env,
+                                   timeout=1200)
                 if r.returncode != 0:
                     raise RuntimeError("smoke pipeline (dvc repro) failed:\n" + r.stdout[-6000:] + r.stderr[-6000:])
                 (ws / "dvc-repro-v1.log").write_text(r.stdout)

@@ -1,5 +1,6 @@
 """End to end: the whole chain on params/smoke.yaml through DVC, real Snakemake and real torch-fidelity."""
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -73,3 +74,73 @@ def test_full_report_has_the_scorecard_and_no_outside_references(smoke_workspace
             assert not re.search(needle, text), (name, re.search(f".{{60}}{needle}.{{40}}", text).group())
         assert all(c["id"] in text for c in load_claims())
     assert 'id="scorecard"' in (smoke_workspace / "reports" / "index.html").read_text()
+
+
+CHECKED_TREES = ("results/", "reports/", "benchmarks/", "logs/")
+
+
+def _jobs_by_command(ws):
+    """shell command (as argv, up to the first redirection) -> {rule, inputs, outputs} from Snakemake's own
+    `--detailed-summary` of the smoke workflow."""
+    import csv
+    import io
+    import shlex
+    import subprocess
+
+    from conftest import PY, run_env
+
+    r = subprocess.run([PY, "-m", "snakemake", "--configfile", "params/smoke.yaml", "--detailed-summary", "--nolock"],
+                       cwd=ws, capture_output=True, text=True, env=run_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = {}
+    for row in csv.DictReader(io.StringIO(r.stdout), delimiter="\t"):
+        if row["shellcmd"] in ("-", ""):
+            continue
+        argv = []
+        for token in shlex.split(row["shellcmd"]):
+            if token.startswith((">", "2>", "&>", "|")):
+                break
+            argv.append(token)
+        job = jobs.setdefault(tuple(argv), {"rule": row["rule"], "inputs": set(), "outputs": set()})
+        job["outputs"].add(row["output_file"])
+        job["inputs"].update(p for p in row["input-file(s)"].split(",") if p and p != "-")
+    return jobs
+
+
+def _declared(rel: str, job: dict) -> bool:
+    """`rel` is an input or output of the job, inside a declared folder, or the provenance sidecar of one."""
+    paths = job["inputs"] | job["outputs"]
+    target = rel[: -len(".prov.json")] if rel.endswith(".prov.json") else rel
+    return target in paths or any(target.startswith(p.rstrip("/") + "/") for p in paths)
+
+
+def test_every_job_reads_only_declared_inputs(smoke_workspace):
+    """One-way data flow: each workflow job of the smoke build opened (or listed) only files that its rule declares
+    (inputs, its own outputs, their provenance sidecars). The jobs recorded their reads with DIFFREPRO_READ_TRACE
+    (diffrepro.readtrace); the rules' inputs come from Snakemake's --detailed-summary."""
+    from conftest import smoke_read_traces
+
+    ws = smoke_workspace.resolve()
+    traces = [json.loads(p.read_text()) for p in sorted(smoke_read_traces(smoke_workspace).glob("*.json"))]
+    jobs = _jobs_by_command(ws)
+    assert len(traces) >= 20 and jobs
+    unmatched, undeclared, checked = [], [], 0
+    for trace in traces:
+        job = jobs.get(tuple(trace["argv"]))
+        if job is None:
+            unmatched.append(" ".join(trace["argv"])[:200])
+            continue
+        for path in trace["reads"] + trace["listed"]:
+            try:
+                rel = str(Path(path).relative_to(ws))
+            except ValueError:
+                continue  # outside the workspace: the venv, the package, cached assets
+            if not rel.startswith(CHECKED_TREES):
+                continue
+            checked += 1
+            if not _declared(rel, job) and not (path in trace["listed"] and any(
+                    o.startswith(rel.rstrip("/") + "/") for o in job["outputs"])):  # listing its own output folder
+                undeclared.append(f"{job['rule']}: {rel}")
+    assert not unmatched, f"diffrepro processes that are no workflow job: {unmatched[:5]}"
+    assert checked > 50
+    assert not undeclared, "jobs read files their rules do not declare:\n" + "\n".join(sorted(set(undeclared)))

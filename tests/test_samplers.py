@@ -136,7 +136,7 @@ NFE_TABLE = {"euler": (1, 1), "ipndm": (1, 1), "ipndm_v": (1, 1), "deis": (1, 1)
              "dpmpp3m": (1, 1), "unipc": (1, 1), "heun": (2, 2), "dpm2": (2, 2), "dpm3": (3, 3), "dpmpp2s": (2, 2),
              "dpmpp3s": (3, 3), "ddim": (1, 1), "ddpm": (1, 1), "ode_euler": (1, 1), "sde_euler": (1, 1),
              "flow_euler": (1, 1), "amed": (2, 2), "amed_plugin_ipndm": (2, 2), "amed_plugin_dpmpp3m": (2, 2),
-             "amed_plugin_euler": (2, 2), "amed_plugin_dpm2": (4, 4)}
+             "amed_plugin_euler": (2, 2), "amed_plugin_dpm2": (4, 4), "rk4": (4, 4)}
 
 
 def _count(spec, options, steps):
@@ -408,3 +408,32 @@ def test_sample_step_rejects_unknown_names(tmp_path, repo_root, capsys):
     assert main(base + ["--sampler", "heun"]) == 2
     assert "sampling.grids" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_shared_options_are_wrappers_not_loop_code(name):
+    """Every registry sampler goes through `@sampler`; its body never sees `afs`, `trajectory` or
+    `denoise_to_zero` (they wrap the denoiser), so the body only reads `d = denoiser(x, t)`."""
+    import inspect
+
+    fn = get_sampler(name).fn
+    assert hasattr(fn, "body"), f"{name}: not decorated with @sampler"
+    source = inspect.getsource(fn.body)
+    for word in ("afs", "trajectory", "denoise_to_zero"):
+        assert word not in source.split('"""')[-1], f"{name}: the body handles '{word}' itself"
+
+
+def test_afs_and_recording_wrappers():
+    """AFS: the first call is analytical (not counted), D = (x − σ·x/√(α²+σ²))/α; the trajectory records it too."""
+    sched = native_schedule("edm", VP)
+    den = reschedule(GaussianDenoiser(MEAN, VAR, VP), VP, sched)
+    grid = convert_grid(make_grid("edm", VP, 3), VP, sched).tolist()
+    x = eps0() * grid[0]
+    counter, traj = CountingDenoiser(den), []
+    S.euler(counter, x, grid, sched, afs=True, denoise_to_zero=True, trajectory=traj)
+    assert counter.nfe == 3 and len(traj) == 4   # 3 steps − AFS + denoise_to_zero; 4 recorded evaluations
+    t0, x0, d0 = traj[0]
+    s0 = grid[0]
+    assert t0 == grid[0] and x0 is x
+    assert float((d0 - x * (1 - s0 / math.sqrt(1 + s0 * s0))).abs().max()) == 0.0
+    assert traj[-1][0] == grid[-1]

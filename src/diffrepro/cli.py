@@ -69,6 +69,10 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a process of its own (a workflow job): reads are traced when DIFFREPRO_READ_TRACE is set
+        from .readtrace import install_from_environment
+
+        install_from_environment()
     argv = list(sys.argv[1:] if argv is None else argv)
     name, rest = _match(argv)
     if name is None:

@@ -167,17 +167,30 @@ def check_cross_references(cfg: dict, source: str) -> None:
 
 
 # --- samplers and grids, read from their source -----------------------------------------------------------------
-def _function_params(module: Path, name: str) -> set | None:
+SHARED_SAMPLER_OPTIONS = {"afs", "denoise_to_zero", "trajectory"}  # added by samplers.solvers.sampler (a decorator)
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(module: Path) -> ast.Module | None:
+    """The module's syntax tree, parsed once per process (every job's config check reads the same few files)."""
     try:
-        tree = ast.parse(module.read_text())
+        return ast.parse(module.read_text())
     except (OSError, SyntaxError):
         return None
-    for node in tree.body:
+
+
+def _function_params(module: Path, name: str) -> set | None:
+    tree = _parsed(module)
+    if tree is None:
+        return None
+    for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and node.name == name:
             a = node.args
             if a.kwarg is not None:  # **options: any name may be valid, leave it to the function
                 return None
-            return {p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]}
+            shared = SHARED_SAMPLER_OPTIONS if any(getattr(d, "id", None) == "sampler" for d in node.decorator_list) \
+                else set()
+            return {p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]} | shared
     return None
 
 
@@ -198,9 +211,8 @@ def _aliases(tree: ast.Module, package: Path) -> dict:
 def sampler_catalogue() -> dict:
     """name -> {"nfe_per_step": int, "options": set of option names or None, "fixed": dict} from registry.py."""
     package = PACKAGE / "samplers"
-    try:
-        tree = ast.parse((package / "registry.py").read_text())
-    except (OSError, SyntaxError):
+    tree = _parsed(package / "registry.py")
+    if tree is None:
         return {}
     aliases = _aliases(tree, package)
     out = {}
@@ -224,6 +236,14 @@ def sampler_catalogue() -> dict:
                 pass
         out[name] = {"nfe_per_step": int(per_step), "options": None if options is None else options - NON_OPTIONS,
                      "fixed": {k: v for k, v in fixed.items() if k != "stochastic"}}
+    # AMED-Plugins (registry._plugin_spec): 2× the base's calls per interval; options: the inner plugin function's
+    plugin = _function_params(package / "amed.py", "amed_plugin")
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "AMED_PLUGIN_BASES":
+            for base in ast.literal_eval(node.value):
+                if base in out:
+                    out[f"amed_plugin_{base}"] = {"nfe_per_step": 2 * out[base]["nfe_per_step"], "fixed": {},
+                                                  "options": None if plugin is None else plugin - NON_OPTIONS}
     return out
 
 
@@ -232,9 +252,8 @@ def grid_catalogue() -> dict:
     """grid name -> option names (None = unknown) from samplers/grids.py `GRIDS` and the GITS defaults in
     samplers/plan.py."""
     path = PACKAGE / "samplers" / "grids.py"
-    try:
-        tree = ast.parse(path.read_text())
-    except (OSError, SyntaxError):
+    tree = _parsed(path)
+    if tree is None:
         return {}
     out = {}
     for node in tree.body:
@@ -249,9 +268,8 @@ def grid_catalogue() -> dict:
 
 
 def _gits_options() -> set | None:
-    try:
-        tree = ast.parse((PACKAGE / "samplers" / "plan.py").read_text())
-    except (OSError, SyntaxError):
+    tree = _parsed(PACKAGE / "samplers" / "plan.py")
+    if tree is None:
         return None
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "gits_grid_builder":
@@ -263,7 +281,11 @@ def _gits_options() -> set | None:
 
 
 def _steps_for_nfe(nfe: int, per_step: int, opts: dict) -> int | None:
-    """Same rule as SamplerSpec.steps_for_nfe (GEO §2.10): n = per_step·K − [afs] + [denoise_to_zero]."""
+    """Same rule as SamplerSpec.steps_for_nfe (GEO §2.10): n = per_step·K − [afs] + [denoise_to_zero]; `afs: auto`
+    uses AFS only where the NFE needs it."""
+    if opts.get("afs") == "auto":
+        return _steps_for_nfe(nfe, per_step, {**opts, "afs": False}) or _steps_for_nfe(nfe, per_step,
+                                                                                        {**opts, "afs": True})
     n = int(nfe) + int(bool(opts.get("afs"))) - int(bool(opts.get("denoise_to_zero")))
     return n // per_step if n >= per_step and n % per_step == 0 else None
 

@@ -116,6 +116,7 @@ def train_stage_outputs():
         + [f"results/models/{m}/model.pt" for m in MODELS]
         + [f"results/classifiers/{d}/classifier.pt" for d in classifier_datasets()]
         + [f"results/refstats/{d}.pt" for d in scored_datasets()]
+        + [f"results/mdm/{d}/section.json" for d in config.get("mdm", {}).get("studies", {})]  # MDM: data → section
     )
 
 

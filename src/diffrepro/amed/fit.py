@@ -27,12 +27,12 @@ def check_request(sampling: dict, sampler: str, nfe: int) -> tuple[dict, int]:
     if sampler not in AMED_SAMPLERS:
         raise UserError(f"--solver '{sampler}' is not an AMED sampler (known: {list(AMED_SAMPLERS)})")
     spec = get_sampler(sampler)
-    options = spec.merged_options(sampling.get("sampler_options", {}).get(sampler))
+    options = spec.concrete_options(nfe, spec.merged_options(sampling.get("sampler_options", {}).get(sampler)))
     steps = spec.steps_for_nfe(nfe, options=options)
     if steps is None:
         raise UserError(f"sampling.amed.nfe: {sampler} cannot make exactly {nfe} denoiser calls "
                         f"({spec.evals_per_step(options)} per step, afs={bool(options.get('afs'))}); "
-                        f"set sampling.sampler_options.{sampler}.afs to reach odd NFE")
+                        f"set sampling.sampler_options.{sampler}.afs (true, or 'auto') to reach odd NFE")
     return options, steps
 
 

@@ -6,7 +6,7 @@ which feature space a dataset uses (`spaces`, torch-free so the Snakefile can im
 The distance functions are re-exported lazily: `import diffrepro.metrics.spaces` does not import torch.
 """
 _DISTANCES = ("energy_distance", "median_bandwidth", "mmd_rbf", "sliced_wasserstein", "trajectory_error",
-              "vector_metrics")
+              "vector_metrics", "VectorReference")
 __all__ = list(_DISTANCES)
 
 

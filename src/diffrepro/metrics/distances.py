@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from ..samplers.reference import trajectory_error  # noqa: F401 - defined beside the reference solution
+
 
 def _flat64(x) -> torch.Tensor:
     x = torch.as_tensor(x)
@@ -26,23 +28,71 @@ def _quantiles(sorted_values: torch.Tensor, n: int) -> torch.Tensor:
     return sorted_values[lo] * (1 - w) + sorted_values[hi] * w
 
 
-def sliced_wasserstein(x, y, projections: int = 256, seed: int = 0) -> float:
-    """Sliced 2-Wasserstein distance sqrt(E_θ W2²(θ·x, θ·y)), θ uniform on the unit sphere.
+class VectorReference:
+    """A reference set with its own terms of the three vector distances computed once (projection directions and
+    sorted projections, mean kernel, mean distance), so that scoring many cells against it costs only the cells'
+    terms. The values equal the stand-alone functions below exactly (same operations in the same order)."""
 
-    The projections come from a fixed seed, so every (sampler, NFE) cell is scored with the same directions.
-    Sets of unequal size are compared through their quantile functions on a common grid.
-    For y = x + m every projection is a pure shift: SW2² = mean_θ (θ·m)², whose expectation is |m|²/D.
-    """
-    x, y = _flat64(x), _flat64(y)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"dimension mismatch: {x.shape[1]} vs {y.shape[1]}")
-    gen = torch.Generator().manual_seed(seed)
-    theta = torch.randn(x.shape[1], projections, generator=gen, dtype=torch.float64)
-    theta = theta / theta.norm(dim=0, keepdim=True)
-    px, py = (x @ theta).sort(dim=0).values, (y @ theta).sort(dim=0).values
-    n = max(len(px), len(py))
-    w2_squared = (_quantiles(px, n) - _quantiles(py, n)).pow(2).mean(dim=0)
-    return float(w2_squared.mean().sqrt())
+    def __init__(self, reference, projections: int = 256, bandwidth: float | None = None, seed: int = 0):
+        self.y = _flat64(reference)
+        self.projections, self.bandwidth, self.seed = projections, bandwidth, seed
+        self._memo: dict = {}
+
+    def _once(self, key, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def _check(self, x):
+        x = _flat64(x)
+        if x.shape[1] != self.y.shape[1]:
+            raise ValueError(f"dimension mismatch: {x.shape[1]} vs {self.y.shape[1]}")
+        return x
+
+    def swd(self, x) -> float:
+        """Sliced 2-Wasserstein distance sqrt(E_θ W2²(θ·x, θ·y)), θ uniform on the unit sphere.
+
+        The projections come from a fixed seed, so every (sampler, NFE) cell is scored with the same directions.
+        Sets of unequal size are compared through their quantile functions on a common grid.
+        For y = x + m every projection is a pure shift: SW2² = mean_θ (θ·m)², whose expectation is |m|²/D.
+        """
+        x = self._check(x)
+
+        def directions():
+            gen = torch.Generator().manual_seed(self.seed)
+            theta = torch.randn(x.shape[1], self.projections, generator=gen, dtype=torch.float64)
+            return theta / theta.norm(dim=0, keepdim=True)
+
+        theta = self._once("theta", directions)
+        py = self._once("py", lambda: (self.y @ theta).sort(dim=0).values)
+        px = (x @ theta).sort(dim=0).values
+        n = max(len(px), len(py))
+        w2_squared = (_quantiles(px, n) - self._once(("qy", n), lambda: _quantiles(py, n))).pow(2).mean(dim=0)
+        return float(w2_squared.mean().sqrt())
+
+    def _kernel_mean(self, a, b):
+        return torch.exp(-torch.cdist(a, b).pow(2) / (2 * self.bandwidth**2)).mean()
+
+    def mmd(self, x) -> float:
+        """Squared maximum mean discrepancy with k(a, b) = exp(-|a-b|² / (2h²)) (biased V-statistic, ≥ 0)."""
+        x = self._check(x)
+        kyy = self._once("kyy", lambda: self._kernel_mean(self.y, self.y))
+        return float(self._kernel_mean(x, x) + kyy - 2 * self._kernel_mean(x, self.y))
+
+    def energy(self, x) -> float:
+        """Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| (Székely & Rizzo; V-statistic, ≥ 0)."""
+        x = self._check(x)
+        dyy = self._once("dyy", lambda: torch.cdist(self.y, self.y).mean())
+        return float(2 * torch.cdist(x, self.y).mean() - torch.cdist(x, x).mean() - dyy)
+
+    def metrics(self, x) -> dict[str, float]:
+        """The vector-data metric columns of an evaluation row."""
+        return {"swd": self.swd(x), "mmd": self.mmd(x), "energy": self.energy(x)}
+
+
+def sliced_wasserstein(x, y, projections: int = 256, seed: int = 0) -> float:
+    """Sliced 2-Wasserstein distance between the sets x and y (`VectorReference.swd`)."""
+    return VectorReference(y, projections, seed=seed).swd(x)
 
 
 def median_bandwidth(reference) -> float:
@@ -54,30 +104,15 @@ def median_bandwidth(reference) -> float:
 
 
 def mmd_rbf(x, y, bandwidth: float) -> float:
-    """Squared maximum mean discrepancy with k(a, b) = exp(-|a-b|² / (2h²)) (biased V-statistic, ≥ 0)."""
-    x, y = _flat64(x), _flat64(y)
-    def mean_kernel(a, b):
-        return torch.exp(-torch.cdist(a, b).pow(2) / (2 * bandwidth**2)).mean()
-    return float(mean_kernel(x, x) + mean_kernel(y, y) - 2 * mean_kernel(x, y))
+    """Squared RBF maximum mean discrepancy between x and y (`VectorReference.mmd`)."""
+    return VectorReference(y, bandwidth=bandwidth).mmd(x)
 
 
 def energy_distance(x, y) -> float:
-    """Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| (Székely & Rizzo; V-statistic, ≥ 0)."""
-    x, y = _flat64(x), _flat64(y)
-    return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
-
-
-def trajectory_error(samples, reference) -> float:
-    """RMSE of each final sample to the reference PF-ODE solution from the same noise, averaged over samples."""
-    s, r = _flat64(samples), _flat64(reference)
-    if s.shape != r.shape:
-        raise ValueError(f"samples {tuple(s.shape)} and reference {tuple(r.shape)} differ in shape")
-    return float((s - r).pow(2).mean(dim=1).sqrt().mean())
+    """Energy distance between x and y (`VectorReference.energy`)."""
+    return VectorReference(y).energy(x)
 
 
 def vector_metrics(samples, reference, projections: int, bandwidth: float, seed: int = 0) -> dict[str, float]:
-    """The vector-data metric columns of an evaluation row."""
-    return {"swd": sliced_wasserstein(samples, reference, projections, seed),
-            "mmd": mmd_rbf(samples, reference, bandwidth),
-            "energy": energy_distance(samples, reference)}
-
+    """The vector-data metric columns of an evaluation row (one cell; `VectorReference.metrics` for many)."""
+    return VectorReference(reference, projections, bandwidth, seed).metrics(samples)

@@ -14,7 +14,6 @@ through torch-fidelity's own feature→statistics→metric functions. `tests/tes
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,14 +149,6 @@ def feature_space(cfg: dict, dataset: str, classifier_path=None) -> FeatureSpace
                         f"{classifier_path or '(none given; pass --classifier)'}")
     return FeatureSpace(f"{dataset}_classifier", CLASSIFIER_EXTRACTOR, str(classifier_path),
                         f"diffrepro feature classifier of {dataset} (penultimate layer)")
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def make_extractor(space: FeatureSpace, cuda: bool):

@@ -18,16 +18,17 @@ def compute(cfg: dict, dataset: str, x_test, classifier=None) -> dict:
     import torch
 
     from .. import runtime
-    from . import fidelity as fd
     from .distances import median_bandwidth
+    from .spaces import feature_kind
 
-    kind = fd.feature_kind(cfg, dataset)
     x_test = torch.as_tensor(x_test)
     base = {"format": FORMAT, "dataset": dataset, "n": len(x_test)}
-    if kind == "vector":
+    if feature_kind(cfg, dataset) == "vector":  # torch-fidelity is not imported for vector data
         points = x_test.reshape(len(x_test), -1).to(torch.float64)
         bandwidth = cfg["metrics"].get("mmd_bandwidth") or median_bandwidth(points)
         return {**base, "feature_space": "vector", "points": points, "bandwidth": float(bandwidth)}
+    from . import fidelity as fd
+
     space = fd.feature_space(cfg, dataset, classifier)
     cuda = runtime.select_device(cfg.get("runtime")).type == "cuda"
     feats = fd.extract_features(x_test, fd.make_extractor(space, cuda), cuda, cfg["metrics"]["batch_size"])
@@ -38,16 +39,17 @@ def compute(cfg: dict, dataset: str, x_test, classifier=None) -> dict:
 
 
 def _space_fields(space) -> dict:
-    from . import fidelity as fd
+    from ..io import sha256_file
 
     return {"feature_space": space.name, "extractor": space.extractor, "detector": space.detector,
-            "weights_path": space.weights_path, "weights_sha256": fd.sha256(space.weights_path)}
+            "weights_path": space.weights_path, "weights_sha256": sha256_file(space.weights_path)}
 
 
 def from_file(cfg: dict, dataset: str, stats_file, classifier=None) -> dict:
     """The refstats payload from a `.npz` of `mu`, `sigma` (validated against the dataset's detector)."""
     import torch
 
+    from .. import io
     from ..errors import UserError
     from . import fidelity as fd
 
@@ -56,7 +58,7 @@ def from_file(cfg: dict, dataset: str, stats_file, classifier=None) -> dict:
                         f"but {dataset} is vector data")
     space = fd.feature_space(cfg, dataset, classifier)
     stats = fd.read_reference_npz(stats_file, fd.feature_dim(space))
-    reference = {"kind": "file", "path": str(stats_file), "sha256": fd.sha256(stats_file), "n": stats["n"]}
+    reference = {"kind": "file", "path": str(stats_file), "sha256": io.sha256_file(stats_file), "n": stats["n"]}
     return {"format": FORMAT, "dataset": dataset, "n": stats["n"], **_space_fields(space), "features": None,
             "reference": reference, "fid_mu": torch.from_numpy(stats["mu"]),
             "fid_sigma": torch.from_numpy(stats["sigma"])}

@@ -20,16 +20,20 @@ class CellScorer:
     def __init__(self, cfg: dict, dataset: str, refstats: dict, classifier=None):
         from .. import runtime
         from ..errors import UserError
-        from . import fidelity as fd
+        from ..io import sha256_file
+        from .spaces import feature_kind
 
         self.cfg, self.metrics_cfg, self.refstats = cfg, cfg["metrics"], refstats
         self.space, self.notes, self.n_samples, self.kid_subset_sizes = None, [], set(), set()
-        if fd.feature_kind(cfg, dataset) == "vector":
+        self.vector_reference = None
+        if feature_kind(cfg, dataset) == "vector":  # vector data: no feature space, torch-fidelity is not imported
             if refstats["feature_space"] != "vector":
                 raise UserError(f"refstats of {dataset} hold feature space '{refstats['feature_space']}', not vector")
             return
+        from . import fidelity as fd
+
         self.space = fd.feature_space(cfg, dataset, classifier or refstats.get("weights_path"))
-        same_weights = fd.sha256(self.space.weights_path) == refstats["weights_sha256"]
+        same_weights = sha256_file(self.space.weights_path) == refstats["weights_sha256"]
         if refstats["feature_space"] != self.space.name or not same_weights:
             raise UserError(f"reference statistics of {dataset} were made in feature space "
                             f"'{refstats['feature_space']}' with other weights than {self.space.weights_path}; "
@@ -49,14 +53,17 @@ class CellScorer:
                 "fid_protocol": f"{detector}; {n_samples} samples vs {reference_label(self.refstats)}"}
 
     def __call__(self, samples) -> dict:
-        from . import fidelity as fd
-        from .distances import vector_metrics
-
         m = self.metrics_cfg
         self.n_samples.add(len(samples))
         if self.space is None:
-            return vector_metrics(samples, self.refstats["points"], m["swd_projections"], self.refstats["bandwidth"],
-                                  seed=self.cfg["seed"])
+            if self.vector_reference is None:  # the reference's own terms once per file, not once per cell
+                from .distances import VectorReference
+
+                self.vector_reference = VectorReference(self.refstats["points"], m["swd_projections"],
+                                                        self.refstats["bandwidth"], seed=self.cfg["seed"])
+            return self.vector_reference.metrics(samples)
+        from . import fidelity as fd
+
         feats = fd.extract_features(samples, self.extractor, self.cuda, m["batch_size"])
         ref_feats = self.refstats.get("features")
         size = m["kid_subset_size"]

@@ -125,6 +125,7 @@ def trace_sampler(name: str, schedule: Schedule, nfe: int, grid: str | None = No
     from ..samplers import convert_grid, get_sampler, make_grid
 
     spec = get_sampler(name)
+    options = spec.concrete_options(nfe, options)  # afs: auto decided for this NFE
     opts = spec.merged_options(options)
     steps = spec.steps_for_nfe(nfe, options=options)
     if steps is None:

@@ -203,16 +203,20 @@ def _marginal_text(mats, ddim_deficit_error) -> list[str]:
     return out
 
 
+def _model_part(inp: PartInputs, key: str, order: int, title: str, reproduces: str):
+    """What a part that runs on a model starts from: its options `ni.<key>`, its section, the model's name, model,
+    schedule, denoiser and data shape."""
+    model = inp.model
+    sec = _section(inp, f"ni_{key}_{inp.model_name}", order, f"{title} ({inp.model_name})", reproduces)
+    return inp.cfg["ni"][key], sec, inp.model_name, model, model.schedule, model.denoiser(), tuple(model.data_shape)
+
+
 def search_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
     cfg = inp.cfg
-    scfg = cfg["ni"]["search"]
-    sec = _section(inp, f"ni_search_{inp.model_name}", 27, f"Better coefficient matrices, found automatically "
-                   f"({inp.model_name})",
-                   "NI §5.4 (better coefficient matrix; CIFAR-10 FID), §9 (automated search)")
-    name, model = inp.model_name, inp.model
-    schedule, D = model.schedule, model.denoiser()
+    scfg, sec, name, model, schedule, D, shape = _model_part(
+        inp, "search", 27, "Better coefficient matrices, found automatically",
+        "NI §5.4 (better coefficient matrix; CIFAR-10 FID), §9 (automated search)")
     Dg = model.denoiser(grad=True)  # the search differentiates through the network
-    shape = tuple(model.data_shape)
     n_train = scfg["n_train_per_model"].get(name, scfg["n_train"])
     e_train = initial_noise((n_train, *shape), cfg["seed"], 9_000_001).to(model.device)
     e_val = initial_noise((scfg["n_val"], *shape), cfg["seed"], 9_000_002).to(model.device)
@@ -281,13 +285,9 @@ def search_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
 
 def sharpness_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
     cfg = inp.cfg
-    c = cfg["ni"]["sharpness"]
-    sec = _section(inp, f"ni_sharpness_{inp.model_name}", 28, f"Sharpness control by editing the coefficient "
-                   f"matrix ({inp.model_name})",
-                   "NI §5.3 (SD3 sharpness control; a small-scale proxy)")
-    name, model = inp.model_name, inp.model
-    schedule, D = model.schedule, model.denoiser()
-    shape = tuple(model.data_shape)
+    c, sec, name, model, schedule, D, shape = _model_part(
+        inp, "sharpness", 28, "Sharpness control by editing the coefficient matrix",
+        "NI §5.3 (SD3 sharpness control; a small-scale proxy)")
     nodes = trace_sampler("ddim", schedule, c["nfe"], grid=c["grid"]).nodes
     base = delta_sigma_matrix(nodes)
     x_train = inp.x_train

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .solvers import Nodes, _evaluate, _finish, _first_eval
+from .solvers import Nodes, sampler
 
 __all__ = ["amed_time", "per_step", "split_grid", "amed_solver", "make_plugin"]
 
@@ -54,8 +54,8 @@ def _check_r(rs: list[float]) -> None:
         raise ValueError(f"AMED needs 0 < r < 1 in every step, got {bad}")
 
 
-def amed_solver(denoiser, x, grid, schedule, noise=None, *, r=0.5, scale_dir=1.0, scale_time=1.0, afs=False,
-                denoise_to_zero=False, trajectory=None):
+@sampler
+def amed_solver(denoiser, x, grid, schedule, noise=None, *, r=0.5, scale_dir=1.0, scale_time=1.0):
     """AMED-Solver (GEO §3.3): 2 NFE per step (1 on the first step with `afs`). `r`, `scale_dir` (c) and
     `scale_time` (g): a float for all steps or one value per step. Order 2 in λ for r = ½, c = g = 1."""
     n = Nodes(schedule, grid)
@@ -64,12 +64,12 @@ def amed_solver(denoiser, x, grid, schedule, noise=None, *, r=0.5, scale_dir=1.0
     _check_r(rs)
     for i in range(n.steps):
         sig, sig1 = n.sigma[i], n.sigma[i + 1]
-        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        d = denoiser(x, n.t[i])
         s = amed_time(sig, sig1, rs[i])
         u = x + (x - d) * ((s - sig) / sig)                      # u = x_i + (s − σ_i)·d_i
-        d_u = _evaluate(denoiser, u, gs[i] * s, trajectory)
+        d_u = denoiser(u, gs[i] * s)
         x = x + (u - d_u) * (cs[i] * (sig1 - sig) / s)          # x_{i+1} = x_i + c·h_i·(u − D(u, g·s))/s
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+    return x
 
 
 def split_grid(grid, r) -> list[float]:
@@ -88,12 +88,11 @@ def make_plugin(base_fn: Callable, base_options: dict, base_name: str) -> Callab
     base grid is split at the learned s_i, and the base solver (with its fixed options) runs on the split grid.
     K base intervals → 2K base steps, NFE = 2K × the base's per-step cost (− 1 with `afs`)."""
 
-    def amed_plugin(denoiser, x, grid, schedule, noise=None, *, r=0.5, afs=False, denoise_to_zero=False,
-                    trajectory=None):
+    @sampler
+    def amed_plugin(denoiser, x, grid, schedule, noise=None, *, r=0.5):
         n = Nodes(schedule, grid)
         _check_edm(n, f"AMED-Plugin ({base_name})")
-        return base_fn(denoiser, x, split_grid(n.t, r), schedule, noise, **base_options, afs=afs,
-                       denoise_to_zero=denoise_to_zero, trajectory=trajectory)
+        return base_fn(denoiser, x, split_grid(n.t, r), schedule, noise, **base_options)
 
     amed_plugin.__name__ = f"amed_plugin_{base_name}"
     amed_plugin.__doc__ = f"AMED-Plugin on `{base_name}`: {make_plugin.__doc__.split(':', 1)[1].strip()}"

@@ -39,12 +39,14 @@ def plan(sampling: dict, sampler_name: str, trained_nfe=None) -> tuple[list[dict
     spec = get_sampler(sampler_name)
     user_opts = sampling.get("sampler_options", {}).get(sampler_name)
     opts = spec.merged_options(user_opts)
-    afs, dz = bool(opts.get("afs")), bool(opts.get("denoise_to_zero"))
+    afs, dz = opts.get("afs", False), bool(opts.get("denoise_to_zero"))
     per_step = spec.evals_per_step(user_opts)
     cells, skipped = [], []
     for grid in resolve_grids(sampling, sampler_name):
         for nfe in sampling["nfe"]:
             steps = spec.steps_for_nfe(nfe, options=user_opts)
+            # afs: auto is decided here, per NFE, and travels with the cell
+            decided = {"afs": spec.concrete_options(nfe, user_opts)["afs"]} if afs == "auto" else {}
             for seed in sampling["seeds"]:
                 key = f"{grid}/nfe{nfe}/seed{seed}"
                 if steps is None:
@@ -52,7 +54,8 @@ def plan(sampling: dict, sampler_name: str, trained_nfe=None) -> tuple[list[dict
                                     "reason": f"{sampler_name} uses {per_step} NFE per step "
                                               f"(afs={afs}, denoise_to_zero={dz}): no whole number of steps"})
                 else:
-                    cells.append({"key": key, "grid": grid, "nfe": nfe, "seed": seed, "steps": steps})
+                    cells.append({"key": key, "grid": grid, "nfe": nfe, "seed": seed, "steps": steps,
+                                  "options": decided})
     if trained_nfe:  # a learned sampler runs only where it was trained
         skipped += [_skip(c, f"no AMED predictor for NFE {c['nfe']} (sampling.amed.nfe)") for c in cells
                     if c["nfe"] not in trained_nfe]
@@ -136,7 +139,8 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
         if cell["nfe"] in predictors:
             path, predictor = predictors[cell["nfe"]]
             amed = {"amed": {"predictor": str(path), **decide(predictor, grid)}}
-        cell_options = {**(options or {}), **{k: v for k, v in amed.get("amed", {}).items() if k != "predictor"}}
+        cell_options = {**(options or {}), **cell.get("options", {}),
+                        **{k: v for k, v in amed.get("amed", {}).items() if k != "predictor"}}
         seed = noise_seed(cfg["seed"], cell["seed"])
         out, rec = run_cell(denoiser, schedule, sampler, grid, noises[cell["seed"]], options=cell_options,
                             sde_seed=seed + 1, batch_size=sampling["batch_size"])
@@ -145,6 +149,7 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
                         "nfe_measured": rec["nfe_measured"], "seed": cell["seed"], "wall_s": rec["wall_s"],
                         "t_grid": rec["t_grid"], "coords": rec["coords"], "steps": cell["steps"],
                         "model_t_grid": [float(v) for v in grid], "grid_wall_s": grid_s, "noise_seed": seed,
+                        **cell.get("options", {}),
                         **({"sde_seed": seed + 1} if spec.stochastic else {}),
                         **({"gits_indices": gits_state["gits"].indices[cell["steps"]]} if cell["grid"] == "gits"
                            else {}), **amed})

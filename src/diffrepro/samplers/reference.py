@@ -6,30 +6,18 @@ import torch
 
 from ..diffusion.denoisers import prepare, reschedule
 from .grids import convert_grid, edm
-from .solvers import heun
+from .solvers import heun, rk4
 from .sweep import native_schedule, to_data
 
 
-def rk4(denoiser, x, grid, schedule, noise=None, *, trajectory=None):
-    """Classical Runge–Kutta 4 on the PF-ODE in t (4 NFE per step; midpoints at the arithmetic mean time)."""
-    from .solvers import Nodes, _evaluate
-
-    n = Nodes(schedule, grid)
-
-    def v(xx, t):
-        a, s = n.scalars_at(t)
-        f, g2 = float(schedule.f(t)), float(schedule.g2(t))
-        return xx * (f + 0.5 * g2 / s**2) - _evaluate(denoiser, xx, t, trajectory) * (0.5 * g2 * a / s**2)
-
-    for i in range(n.steps):
-        t0, t1 = n.t[i], n.t[i + 1]
-        dt, tm = t1 - t0, 0.5 * (t0 + t1)
-        k1 = v(x, t0)
-        k2 = v(x + k1 * (0.5 * dt), tm)
-        k3 = v(x + k2 * (0.5 * dt), tm)
-        k4 = v(x + k3 * dt, t1)
-        x = x + (k1 + k2 * 2.0 + k3 * 2.0 + k4) * (dt / 6.0)
-    return x
+def trajectory_error(samples, reference) -> float:
+    """RMSE of each final sample to the reference PF-ODE solution from the same noise, averaged over samples
+    (float64)."""
+    s = torch.as_tensor(samples).reshape(len(samples), -1).to(torch.float64)
+    r = torch.as_tensor(reference).reshape(len(reference), -1).to(torch.float64)
+    if s.shape != r.shape:
+        raise ValueError(f"samples {tuple(s.shape)} and reference {tuple(r.shape)} differ in shape")
+    return float((s - r).pow(2).mean(dim=1).sqrt().mean())
 
 
 REFERENCE_SOLVERS = {"heun": heun, "rk4": rk4}

@@ -4,7 +4,8 @@ Coordinates: "model" = the model's own schedule (DDPM/DDIM/NI's ODE and SDE Eule
 (the GEO toolbox samplers), "flow" = rectified-flow time (flow Euler). The sweep reschedules the denoiser and the grid
 into them. NFE n → K steps: n = e·K − [afs] + [denoise_to_zero] (GEO §2.10), where e = the evaluations per step
 under the options in force (`evals_per_step`: e.g. `order` of a singlestep DPM-Solver, the base of an AMED-Plugin);
-an n with no integer K is skipped, never rounded. The call counter (`CountingDenoiser`) is the judge: every
+an n with no integer K is skipped, never rounded; `afs: auto` takes AFS exactly where the NFE needs it
+(`concrete_options`). The call counter (`CountingDenoiser`) is the judge: every
 (sampler, option) pair is run through it in tests/test_samplers.py.
 """
 from __future__ import annotations
@@ -38,8 +39,18 @@ class SamplerSpec:
         opts = self.merged_options(options)
         return int(self.per_step_rule(opts)) if self.per_step_rule else self.nfe_per_step
 
+    def concrete_options(self, nfe: int, options: dict | None = None) -> dict:
+        """`options` with `afs: auto` resolved for `nfe`: AFS exactly where `nfe` is reachable only with it (the odd
+        NFE of a two-call step, as in the AMED tables, GEO §2.10); other options unchanged."""
+        opts = dict(options or {})
+        if opts.get("afs") == "auto":
+            opts["afs"] = self.steps_for_nfe(nfe, options={**opts, "afs": False}) is None
+        return opts
+
     def _accounting(self, afs, denoise_to_zero, options) -> tuple[int, bool, bool]:
         opts = self.merged_options(options)
+        if afs is None and opts.get("afs") == "auto":
+            raise ValueError(f"{self.name}: afs='auto' is decided per NFE (concrete_options), not per step count")
         afs = bool(opts.get("afs", False)) if afs is None else bool(afs)
         dz = bool(opts.get("denoise_to_zero", False)) if denoise_to_zero is None else bool(denoise_to_zero)
         return self.evals_per_step(options), afs, dz
@@ -47,8 +58,8 @@ class SamplerSpec:
     def steps_for_nfe(self, nfe: int, afs: bool | None = None, denoise_to_zero: bool | None = None, *,
                       options: dict | None = None) -> int | None:
         """K steps realising exactly `nfe` denoiser calls with `options`, or None if no integer K does.
-        `afs` / `denoise_to_zero` given explicitly win over the options' values."""
-        per_step, afs, dz = self._accounting(afs, denoise_to_zero, options)
+        `afs` / `denoise_to_zero` given explicitly win over the options' values; `afs: auto` is resolved for `nfe`."""
+        per_step, afs, dz = self._accounting(afs, denoise_to_zero, self.concrete_options(nfe, options))
         n = int(nfe) + int(afs) - int(dz)
         if n < per_step or n % per_step:
             return None
@@ -71,6 +82,9 @@ class SamplerSpec:
             if key not in allowed:
                 raise UserError(f"sampling.sampler_options.{self.name}: unknown option '{key}' "
                                 f"(known: {sorted(allowed)})")
+        if (user_options or {}).get("afs", False) not in (True, False, "auto"):
+            raise UserError(f"sampling.sampler_options.{self.name}.afs must be true, false or 'auto', "
+                            f"got {user_options['afs']!r}")
         return {**self.options, **(user_options or {})}
 
 
@@ -99,6 +113,7 @@ SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in [
     _spec("flow_euler", S.ddim, "flow", 1, 1, "flow t", "uniform_t", eta=0.0),
     _spec("euler", S.euler, "edm", 1, 1, "σ (EDM ρ grid)", "edm"),
     _spec("heun", S.heun, "edm", 2, 2, "σ (EDM ρ grid)", "edm"),
+    _spec("rk4", S.rk4, "edm", 4, 4, "σ (EDM ρ grid)", "edm"),
     _spec("dpm2", S.dpm_singlestep, "edm", 2, 2, "λ", "logsnr", order=2, predict_x0=False, per_step_rule=_by_order),
     _spec("dpm3", S.dpm_singlestep, "edm", 3, 3, "λ", "logsnr", order=3, predict_x0=False, per_step_rule=_by_order),
     _spec("dpmpp2s", S.dpm_singlestep, "edm", 2, 2, "λ", "logsnr", order=2, predict_x0=True, per_step_rule=_by_order),

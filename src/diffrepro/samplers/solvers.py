@@ -17,20 +17,24 @@ integrate this ODE in whatever coordinates they are given (the registry fixes ED
 versions and the model's own for NI's `ode_euler`); DDIM, DPM-Solver(++), DEIS and UniPC are exponential integrators
 and give the same states (up to x ↦ x·α_to/α_from) in any coordinates.
 
-Options shared by all samplers (GEO §2.9): `afs` replaces the first denoiser call by the analytical direction
-ε ≈ x/√(α²+σ²) (saves 1 NFE); `denoise_to_zero` returns D(x_K, t_K) after the last step (+1 NFE); `trajectory`
-(a list) collects (t, x, D) for every denoiser evaluation.
+A sampler body only reads `d = denoiser(x, t)`. The options shared by all samplers (GEO §2.9) are added by the
+`@sampler` decorator as wrappers around the denoiser and the result, never inside a loop: `afs` replaces the first
+denoiser call by the analytical direction ε ≈ x/√(α²+σ²) (saves 1 NFE; `AnalyticalFirstStep`); `denoise_to_zero`
+returns D(x_K, t_K) after the last step (+1 NFE); `trajectory` (a list) collects (t, x, D) for every evaluation,
+the analytical one included (`Recording`). NFE counting is one more wrapper, outside: `counting.CountingDenoiser`.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from functools import lru_cache
 
 import numpy as np
 import torch
 
-__all__ = ["ddim", "sde_euler", "euler", "heun", "dpm_singlestep", "dpmpp_multistep", "deis", "ipndm", "ipndm_v",
-           "unipc", "Nodes", "TorchNoise"]
+__all__ = ["ddim", "sde_euler", "euler", "heun", "rk4", "dpm_singlestep", "dpmpp_multistep", "deis", "ipndm",
+           "ipndm_v", "unipc", "sampler", "Nodes", "TorchNoise", "AnalyticalFirstStep", "Recording"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -99,26 +103,62 @@ class Nodes:
         return float(self.schedule.alpha(t)), float(self.schedule.sigma(t))
 
 
-def _evaluate(denoiser, x, t, trajectory):
-    d = denoiser(x, t)
-    if trajectory is not None:
-        trajectory.append((t, x, d))
-    return d
+class AnalyticalFirstStep:
+    """`D(x, t)` whose first call returns the analytical first step (GEO §2.9) instead of calling `denoiser`: at
+    t_0 = σ_max the data is negligible, ε̂ ≈ x/√(α²+σ²), so D = (x − σ·ε̂)/α (0 where α = 0). Saves 1 NFE."""
+
+    def __init__(self, denoiser, alpha0: float, sigma0: float):
+        self.denoiser, self.alpha0, self.sigma0, self.used = denoiser, alpha0, sigma0, False
+
+    def __call__(self, x, t):
+        if self.used:
+            return self.denoiser(x, t)
+        self.used = True
+        a, s = self.alpha0, self.sigma0
+        return x * ((1.0 - s / math.sqrt(a * a + s * s)) / a) if a > 0 else x * 0.0
 
 
-def _first_eval(denoiser, x, nodes: Nodes, afs: bool, trajectory):
-    """D at grid[0]; with `afs` the analytical first step (GEO §2.9): ε̂ = x/√(α²+σ²), D = (x − σ·ε̂)/α, no NFE."""
-    if not afs:
-        return _evaluate(denoiser, x, nodes.t[0], trajectory)
-    a, s = nodes.alpha[0], nodes.sigma[0]
-    d = x * ((1.0 - s / math.sqrt(a * a + s * s)) / a) if a > 0 else x * 0.0
-    if trajectory is not None:
-        trajectory.append((nodes.t[0], x, d))
-    return d
+class Recording:
+    """`D(x, t)` that appends (t, x, D) to `trajectory` for every evaluation (analytical ones included)."""
+
+    def __init__(self, denoiser, trajectory: list):
+        self.denoiser, self.trajectory = denoiser, trajectory
+
+    def __call__(self, x, t):
+        d = self.denoiser(x, t)
+        self.trajectory.append((t, x, d))
+        return d
 
 
-def _finish(denoiser, x, nodes: Nodes, denoise_to_zero: bool, trajectory):
-    return _evaluate(denoiser, x, nodes.t[-1], trajectory) if denoise_to_zero else x
+_SHARED = (inspect.Parameter("afs", inspect.Parameter.KEYWORD_ONLY, default=False),
+           inspect.Parameter("denoise_to_zero", inspect.Parameter.KEYWORD_ONLY, default=False),
+           inspect.Parameter("trajectory", inspect.Parameter.KEYWORD_ONLY, default=None))
+
+
+def sampler(body):
+    """Give a sampler body `(denoiser, x, grid, schedule, noise, **options)` the shared options (GEO §2.9) as
+    wrappers: `afs` (AnalyticalFirstStep), `trajectory` (Recording, outermost, so the analytical D is recorded too)
+    and `denoise_to_zero` (one more call at the last grid time). The signature lists them, so the registry's option
+    check sees them."""
+
+    @functools.wraps(body)
+    def run(denoiser, x, grid, schedule, noise=None, *, afs=False, denoise_to_zero=False, trajectory=None,
+            **options):
+        if afs not in (True, False):  # 'auto' is decided per NFE before the call (SamplerSpec.concrete_options)
+            raise ValueError(f"{body.__name__}: afs must be True or False when sampling, got {afs!r}")
+        if afs:
+            n = Nodes(schedule, grid)
+            denoiser = AnalyticalFirstStep(denoiser, n.alpha[0], n.sigma[0])
+        if trajectory is not None:
+            denoiser = Recording(denoiser, trajectory)
+        x = body(denoiser, x, grid, schedule, noise, **options)
+        return denoiser(x, float(grid[-1])) if denoise_to_zero else x
+
+    params = list(inspect.signature(body).parameters.values())
+    run.__signature__ = inspect.Signature(params + list(_SHARED))
+    del run.__wrapped__  # inspect.signature must read the signature above, not the body's
+    run.body = body
+    return run
 
 
 def _lincomb(coeffs, terms):
@@ -151,8 +191,8 @@ def _orders(steps: int, max_order: int, lower_order_final: bool) -> list[int]:
 # ---------------------------------------------------------------------------------------------------------------------
 # DDIM / DDPM (model coordinates), flow Euler (= DDIM on the flow schedule, NI §4.3)
 # ---------------------------------------------------------------------------------------------------------------------
-def ddim(denoiser, x, grid, schedule, noise=None, *, eta: float = 0.0, afs=False, denoise_to_zero=False,
-         trajectory=None):
+@sampler
+def ddim(denoiser, x, grid, schedule, noise=None, *, eta: float = 0.0):
     """DDIM (Song et al. 2021, eq. 12) with stochasticity η; η = 1 is DDPM ancestral sampling (the posterior
     q(x_{i+1} | x_i, x0 = D_i), NI §4.2).
 
@@ -162,35 +202,37 @@ def ddim(denoiser, x, grid, schedule, noise=None, *, eta: float = 0.0, afs=False
     """
     n = Nodes(schedule, grid)
     for i in range(n.steps):
-        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        d = denoiser(x, n.t[i])
         a, s, a1, s1 = n.alpha[i], n.sigma[i], n.alpha[i + 1], n.sigma[i + 1]
         c = eta * s1 * math.sqrt(max(0.0, 1.0 - (a * s1 / (s * a1)) ** 2)) if a1 > 0 else eta * s1
         r = math.sqrt(max(0.0, s1 * s1 - c * c)) / s  # weight of x: √(σ_{i+1}² − c²)/σ_i
         x = x * r + d * (a1 - a * r)
         if eta > 0:
             x = x + noise.draw(x) * c
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+    return x
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Euler-type integrators of the PF-ODE / reverse SDE in the schedule's own t (NI §4.4–4.6; GEO §2.1–2.2)
 # ---------------------------------------------------------------------------------------------------------------------
-def sde_euler(denoiser, x, grid, schedule, noise=None, *, afs=False, denoise_to_zero=False, trajectory=None):
+@sampler
+def sde_euler(denoiser, x, grid, schedule, noise=None):
     """Euler–Maruyama on the reverse SDE dx = (f·x − g²·score)dt + g dw̄ (NI §4.5), dt = t_{i+1} − t_i < 0:
     x ← x + dt·(f·x − g²·score) + √(g²·|dt|)·z. Strong order ½, weak order 1 in t."""
     n = Nodes(schedule, grid)
     f = schedule.f(torch.as_tensor(n.t, dtype=torch.float64)).tolist()
     g2 = schedule.g2(torch.as_tensor(n.t, dtype=torch.float64)).tolist()
     for i in range(n.steps):
-        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        d = denoiser(x, n.t[i])
         dt, s2 = n.t[i + 1] - n.t[i], n.sigma[i] ** 2
         # score = (α·D − x)/σ²  ⇒  drift = (f + g²/σ²)·x − g²·α/σ²·D
         x = x * (1.0 + dt * (f[i] + g2[i] / s2)) - d * (dt * g2[i] * n.alpha[i] / s2) \
             + noise.draw(x) * math.sqrt(g2[i] * abs(dt))
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+    return x
 
 
-def euler(denoiser, x, grid, schedule, noise=None, *, afs=False, denoise_to_zero=False, trajectory=None):
+@sampler
+def euler(denoiser, x, grid, schedule, noise=None):
     """Euler on the PF-ODE in the schedule's own t: x_{i+1} = x_i + (t_{i+1} − t_i)·v(x_i, D_i).
 
     In EDM coordinates this is GEO §2.1 (`euler` = DDIM); in the model's VP t it is NI's ODE Euler (§4.4).
@@ -198,27 +240,50 @@ def euler(denoiser, x, grid, schedule, noise=None, *, afs=False, denoise_to_zero
     """
     n = Nodes(schedule, grid)
     for i in range(n.steps):
-        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        d = denoiser(x, n.t[i])
         x = x + _velocity(x, d, n, i) * (n.t[i + 1] - n.t[i])
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+    return x
 
 
-def heun(denoiser, x, grid, schedule, noise=None, *, afs=False, denoise_to_zero=False, trajectory=None):
+@sampler
+def heun(denoiser, x, grid, schedule, noise=None):
     """Heun (EDM Alg. 1; GEO §2.2; NI §4.6 with α(t) in the corrector): predictor x̃ = x + h·v_i, corrector
     x_{i+1} = x + h·(v_i + v(x̃, D(x̃, t_{i+1})))/2, applied on every step (an Euler step only if σ_{i+1} = 0).
     2 NFE per step. Order 2 in t."""
     n = Nodes(schedule, grid)
     for i in range(n.steps):
-        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        d = denoiser(x, n.t[i])
         dt = n.t[i + 1] - n.t[i]
         v = _velocity(x, d, n, i)
         x_pred = x + v * dt
         if n.sigma[i + 1] > 0:
-            d_pred = _evaluate(denoiser, x_pred, n.t[i + 1], trajectory)
+            d_pred = denoiser(x_pred, n.t[i + 1])
             x = x + (v + _velocity(x_pred, d_pred, n, i + 1)) * (0.5 * dt)
         else:
             x = x_pred
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+    return x
+
+
+@sampler
+def rk4(denoiser, x, grid, schedule, noise=None):
+    """Classical Runge–Kutta 4 on the PF-ODE in t (4 NFE per step; midpoints at the arithmetic mean time). Order 4 in
+    t; the high-accuracy reference solver (`reference.reference_solution`)."""
+    n = Nodes(schedule, grid)
+
+    def v(xx, t):
+        a, s = n.scalars_at(t)
+        f, g2 = float(schedule.f(t)), float(schedule.g2(t))
+        return xx * (f + 0.5 * g2 / s**2) - denoiser(xx, t) * (0.5 * g2 * a / s**2)
+
+    for i in range(n.steps):
+        t0, t1 = n.t[i], n.t[i + 1]
+        dt, tm = t1 - t0, 0.5 * (t0 + t1)
+        k1 = v(x, t0)
+        k2 = v(x + k1 * (0.5 * dt), tm)
+        k3 = v(x + k2 * (0.5 * dt), tm)
+        k4 = v(x + k3 * dt, t1)
+        x = x + (k1 + k2 * 2.0 + k3 * 2.0 + k4) * (dt / 6.0)
+    return x
 
 
 # fixed uniform-step Adams–Bashforth weights, newest first (GEO §2.4)
@@ -245,104 +310,106 @@ def _ipndm_v_weights(h: float, hs: list[float], q: int) -> tuple[float, ...]:
     return (c0 + t2, c1 - (1 + h1 / h2 + rho) * t2, c2 + (h1 / h2 + rho * (1 + h2 / h3)) * t2, -rho * (h1 / h2) * t2)
 
 
-def _adams(denoiser, x, grid, schedule, weights, max_order, afs, denoise_to_zero, trajectory):
+def _adams(denoiser, x, grid, schedule, weights, max_order):
     """Linear multistep x_{i+1} = x_i + h_i·Σ_j w_j·v_{i−j} with warm start q = min(max_order, i+1) (GEO §2.4–2.5)."""
     n = Nodes(schedule, grid)
     history = []  # velocities, newest first
     for i in range(n.steps):
-        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        d = denoiser(x, n.t[i])
         history = [_velocity(x, d, n, i)] + history[: max_order - 1]
         q = min(max_order, i + 1)
         dt = n.t[i + 1] - n.t[i]
         past_steps = [n.t[i - j] - n.t[i - j - 1] for j in range(min(i, 3))]
         x = x + _lincomb(weights(dt, past_steps, q), history[:q]) * dt
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+    return x
 
 
-def ipndm(denoiser, x, grid, schedule, noise=None, *, max_order: int = 4, afs=False, denoise_to_zero=False,
-          trajectory=None):
+@sampler
+def ipndm(denoiser, x, grid, schedule, noise=None, *, max_order: int = 4):
     """iPNDM (Zhang & Chen 2023; GEO §2.4): Adams–Bashforth with the fixed uniform-step weights (orders 1–4) on
     the PF-ODE velocity, warm-started by lowering the order. Order min(max_order, 4) on a uniform grid in t only:
     on a non-uniform grid (EDM ρ, logSNR) h_i·v_{i−j} ≠ the step of the transformed variable; the O(h²) mismatch
     cancels (Σ_j w_j(½ + j) = 0) but the O(h³) one does not, so the method is order 2 there (measured)."""
     if not 1 <= max_order <= 4:
         raise ValueError(f"ipndm max_order must be 1..4, got {max_order}")
-    return _adams(denoiser, x, grid, schedule, lambda h, hs, q: _AB_WEIGHTS[q], max_order, afs, denoise_to_zero,
-                  trajectory)
+    return _adams(denoiser, x, grid, schedule, lambda h, hs, q: _AB_WEIGHTS[q], max_order)
 
 
-def ipndm_v(denoiser, x, grid, schedule, noise=None, *, max_order: int = 4, afs=False, denoise_to_zero=False,
-            trajectory=None):
+@sampler
+def ipndm_v(denoiser, x, grid, schedule, noise=None, *, max_order: int = 4):
     """iPNDM_v (GEO §2.5): variable-step weights exactly as in diff-solvers. Order 2 for max_order = 2; the q = 3, 4
     weights match only the first three AB order conditions, so the method has order 3 for max_order ≥ 3."""
     if not 1 <= max_order <= 4:
         raise ValueError(f"ipndm_v max_order must be 1..4, got {max_order}")
-    return _adams(denoiser, x, grid, schedule, _ipndm_v_weights, max_order, afs, denoise_to_zero, trajectory)
+    return _adams(denoiser, x, grid, schedule, _ipndm_v_weights, max_order)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # DPM-Solver (noise form) and DPM-Solver++ (data form), singlestep: NI §4.7–4.8
 # ---------------------------------------------------------------------------------------------------------------------
+@sampler
 def dpm_singlestep(denoiser, x, grid, schedule, noise=None, *, order: int = 2, predict_x0: bool = False,
-                   r1: float | None = None, r2: float | None = None, threshold: bool = False, afs=False,
-                   denoise_to_zero=False, trajectory=None):
+                   r1: float | None = None, r2: float | None = None, threshold: bool = False):
     """Singlestep DPM-Solver-k (`predict_x0=False`, noise form) or DPM-Solver++(kS) (`predict_x0=True`, data form),
     k = order ∈ {1, 2, 3}; intermediate nodes at λ_i + r·h (r1 = ½ for k = 2; r1 = ⅓, r2 = ⅔ for k = 3).
     k NFE per step. Order k in λ, on any grid (exponential integrator: exact for the linear part).
-    Written with u = the model output M (ε̂ = (x − αD)/σ or D) and φ1(z) = e^z − 1."""
+
+    The two forms are one exponential integrator under the duality (α, ε̂, λ) ↔ (σ, D, −λ) (NI §4.7–4.8): with
+    noise form ρ = α, β = σ, M = ε̂, H = h and data form ρ = σ, β = α, M = D, H = −h, and φ1(z) = e^z − 1,
+
+        first order   x_t = (ρ_t/ρ_s)·x_s − β_t·φ1(H)·M_s
+        second order  … − β_t·φ1(H)/(2r1)·(M_1 − M_s)
+        third order   u_2 = … − (r2/r1)·β_2·(φ1(r2H)/(r2H) − 1)·(M_1 − M_s),  x_t = … − β_t·(φ1(H)/H − 1)/r2·(M_2 − M_s)
+    """
     if order not in (1, 2, 3):
         raise ValueError(f"DPM-Solver order must be 1, 2 or 3, got {order}")
     r1 = (0.5 if order == 2 else 1 / 3) if r1 is None else r1
     r2 = 2 / 3 if r2 is None else r2
     n = Nodes(schedule, grid)
-    mid_a = n.between(r1) if order >= 2 else None
-    mid_b = n.between(r2) if order == 3 else None
+    sign = -1.0 if predict_x0 else 1.0
 
-    def model(xx, t, a, s, first=False):
-        d = _first_eval(denoiser, xx, n, afs, trajectory) if first else _evaluate(denoiser, xx, t, trajectory)
+    def rho_beta(alpha, sigma):
+        return (sigma, alpha) if predict_x0 else (alpha, sigma)
+
+    def model(xx, t, alpha, sigma):
+        d = denoiser(xx, t)
         if predict_x0:
             return _threshold(d) if threshold else d
-        return (xx - d * a) / s  # ε̂
+        return (xx - d * alpha) / sigma  # ε̂
 
-    def transfer(xx, a0, s0, a1, s1, hh):
-        """Exponential-integrator base step from (a0, s0) to (a1, s1) over λ-step hh with the model value M0."""
-        # noise: (α1/α0)x − σ1·φ1(hh)·ε̂;  data: (σ1/σ0)x − α1·φ1(−hh)·D
-        return (xx * (a1 / a0), -s1 * math.expm1(hh)) if not predict_x0 else (xx * (s1 / s0), -a1 * math.expm1(-hh))
+    def node(r, i):
+        """(t, α, σ, ρ, β) at λ_i + r·h_i."""
+        t, alpha, sigma = (v[i] for v in n.between(r))
+        return (t, alpha, sigma) + rho_beta(alpha, sigma)
 
     for i in range(n.steps):
-        a, s, a1, s1, h = n.alpha[i], n.sigma[i], n.alpha[i + 1], n.sigma[i + 1], n.h(i)
-        m0 = model(x, n.t[i], a, s, first=i == 0)
-        base, c0 = transfer(x, a, s, a1, s1, h)
-        sgn = 1.0 if not predict_x0 else -1.0          # data form: φ's of −h
-        scale = s1 if not predict_x0 else a1           # σ_t (noise) or α_t (data)
-        phi_h = math.expm1(sgn * h)
+        hh = sign * n.h(i)
+        rho0, _ = rho_beta(n.alpha[i], n.sigma[i])
+        rho1, beta1 = rho_beta(n.alpha[i + 1], n.sigma[i + 1])
+        m0 = model(x, n.t[i], n.alpha[i], n.sigma[i])
+        x_first = x * (rho1 / rho0) + m0 * (-beta1 * math.expm1(hh))
         if order == 1:
-            x = base + m0 * c0
+            x = x_first
             continue
-        t_a, aa, sa = (v[i] for v in mid_a)
-        u_base, u_c0 = transfer(x, a, s, aa, sa, r1 * h)
-        m1 = model(u_base + m0 * u_c0, t_a, aa, sa)
+        t_a, a_a, s_a, rho_a, beta_a = node(r1, i)
+        m1 = model(x * (rho_a / rho0) + m0 * (-beta_a * math.expm1(r1 * hh)), t_a, a_a, s_a)
         if order == 2:
-            # x_t = base − scale·φ1(±h)·M0 − (1/(2r1))·scale·φ1(±h)·(M1 − M0)     (NI §4.7)
-            x = base + m0 * c0 + (m1 - m0) * (-scale * phi_h / (2 * r1))
+            x = x_first + (m1 - m0) * (-beta1 * math.expm1(hh) / (2 * r1))
             continue
-        t_b, ab, sb = (v[i] for v in mid_b)
-        v_base, v_c0 = transfer(x, a, s, ab, sb, r2 * h)
-        scale_b = sb if not predict_x0 else ab
-        phi_r2 = math.expm1(sgn * r2 * h)
-        # u2 = base₂ − scale₂·φ1(±r2h)·M0 ∓ (r2/r1)·scale₂·(φ1(±r2h)/(r2h) ∓ 1)·(M1 − M0)   (NI §4.8)
-        m2 = model(v_base + m0 * v_c0 + (m1 - m0) * (-sgn * (r2 / r1) * scale_b * (phi_r2 / (r2 * h) - sgn)),
-                   t_b, ab, sb)
-        x = base + m0 * c0 + (m2 - m0) * (-sgn * (1 / r2) * scale * (phi_h / h - sgn))
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+        t_b, a_b, s_b, rho_b, beta_b = node(r2, i)
+        u2 = x * (rho_b / rho0) + m0 * (-beta_b * math.expm1(r2 * hh)) \
+            + (m1 - m0) * (-(r2 / r1) * beta_b * (math.expm1(r2 * hh) / (r2 * hh) - 1.0))
+        m2 = model(u2, t_b, a_b, s_b)
+        x = x_first + (m2 - m0) * (-(1 / r2) * beta1 * (math.expm1(hh) / hh - 1.0))
+    return x
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # DPM-Solver++ multistep (data form): GEO §2.7 in (α, σ) form
 # ---------------------------------------------------------------------------------------------------------------------
+@sampler
 def dpmpp_multistep(denoiser, x, grid, schedule, noise=None, *, order: int = 2, lower_order_final: bool = True,
-                    threshold: bool = False, taylor_d2: bool = False, afs=False, denoise_to_zero=False,
-                    trajectory=None):
+                    threshold: bool = False, taylor_d2: bool = False):
     """DPM-Solver++(kM), k = order ∈ {1, 2, 3} (Lu et al. 2022, Alg. 2 and the official 3M update).
     x_{i+1} = (σ_{i+1}/σ_i)·x_i − α_{i+1}·φ1·M_i [− ½α_{i+1}φ1·Δ0 | + α_{i+1}(φ2·D1 − φ3·D2)], φ1 = e^{−h} − 1.
     Warm start by lower orders; `lower_order_final` makes the last step first order (the one before ≤ 2nd).
@@ -354,7 +421,7 @@ def dpmpp_multistep(denoiser, x, grid, schedule, noise=None, *, order: int = 2, 
     n = Nodes(schedule, grid)
     ms, lams = [], []  # model outputs and their λ, newest first
     for i, q in enumerate(_orders(n.steps, order, lower_order_final)):
-        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        d = denoiser(x, n.t[i])
         ms, lams = [_threshold(d) if threshold else d] + ms[:2], [n.lam[i]] + lams[:2]
         h = n.h(i)
         a1 = n.alpha[i + 1]
@@ -373,7 +440,7 @@ def dpmpp_multistep(denoiser, x, grid, schedule, noise=None, *, order: int = 2, 
             d2 = (delta0 - delta1) / (r0 + r1)
             x_next = x_next + d1 * (a1 * phi2) - d2 * (a1 * phi3 * (2.0 if taylor_d2 else 1.0))
         x = x_next
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+    return x
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -412,8 +479,8 @@ def deis_coefficients(sigmas: tuple[float, ...], order: int, quad_points: int = 
     return tuple(out)
 
 
-def deis(denoiser, x, grid, schedule, noise=None, *, order: int = 3, afs=False, denoise_to_zero=False,
-         trajectory=None):
+@sampler
+def deis(denoiser, x, grid, schedule, noise=None, *, order: int = 3):
     """DEIS tAB-r (r = order ∈ 0..3: polynomial degree, r+1 past ε̂'s; tAB0 = DDIM) in VE variables:
     x_ve,{i+1} = x_ve,i + Σ_j C_ij·ε̂_{i−j}, ε̂ = (x − αD)/σ, coefficients by quadrature in the fitted VP time τ.
     Order r+1 in τ (warm start by lower degree)."""
@@ -424,11 +491,11 @@ def deis(denoiser, x, grid, schedule, noise=None, *, order: int = 3, afs=False, 
     coeffs = deis_coefficients(sig_ve, order)
     eps_hist = []
     for i in range(n.steps):
-        d = _first_eval(denoiser, x, n, afs, trajectory) if i == 0 else _evaluate(denoiser, x, n.t[i], trajectory)
+        d = denoiser(x, n.t[i])
         eps_hist = [(x - d * n.alpha[i]) / n.sigma[i]] + eps_hist[:order]
         a1 = n.alpha[i + 1]
         x = x * (a1 / n.alpha[i]) + _lincomb([c * a1 for c in coeffs[i]], eps_hist[: len(coeffs[i])])
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+    return x
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -451,9 +518,9 @@ def _unipc_weights(rks: list[float], h: float, variant: str) -> tuple[list[float
     return rho_p, rho_c, phi1, big_b
 
 
+@sampler
 def unipc(denoiser, x, grid, schedule, noise=None, *, order: int = 3, variant: str = "bh2",
-          lower_order_final: bool = True, threshold: bool = False, afs=False, denoise_to_zero=False,
-          trajectory=None):
+          lower_order_final: bool = True, threshold: bool = False):
     """UniPC-p (UniP-p predictor + UniC corrector), data prediction, B(h) = h (bh1) or e^h − 1 (bh2).
     The corrector reuses the model output at the predicted point, so NFE = K; no corrector on the last step.
     Order p+1 in λ with the corrector (p on the last, uncorrected step; lower_order_final lowers p at the end)."""
@@ -462,7 +529,7 @@ def unipc(denoiser, x, grid, schedule, noise=None, *, order: int = 3, variant: s
     if variant not in ("bh1", "bh2"):
         raise ValueError(f"UniPC variant must be 'bh1' or 'bh2', got {variant!r}")
     n = Nodes(schedule, grid)
-    d = _first_eval(denoiser, x, n, afs, trajectory)
+    d = denoiser(x, n.t[0])
     ms, lams = [_threshold(d) if threshold else d], [n.lam[0]]  # newest first
     for i, q in enumerate(_orders(n.steps, order, lower_order_final)):
         h, a1 = n.h(i), n.alpha[i + 1]
@@ -474,9 +541,9 @@ def unipc(denoiser, x, grid, schedule, noise=None, *, order: int = 3, variant: s
         if i == n.steps - 1:
             x = x_pred
             break
-        d = _evaluate(denoiser, x_pred, n.t[i + 1], trajectory)
+        d = denoiser(x_pred, n.t[i + 1])
         m_new = _threshold(d) if threshold else d
         corr = (m_new - ms[0]) * rho_c[-1] if q == 1 else _lincomb(rho_c[:-1], diffs) + (m_new - ms[0]) * rho_c[-1]
         x = x_base + corr * (-a1 * big_b)
         ms, lams = [m_new] + ms[: order - 1], [n.lam[i + 1]] + lams[: order - 1]
-    return _finish(denoiser, x, n, denoise_to_zero, trajectory)
+    return x

@@ -32,7 +32,6 @@ def run(args) -> int:
     cfg = config.load(args.params)
     dataset = section(cfg, "models", args.model, args.params)["dataset"]
     check_weights_early(cfg, dataset)  # fail fast: before torch is imported or any input is read
-    from ..metrics import fidelity as fd
     from ..metrics.refstats import load as load_refstats
     from ..metrics.scoring import CellScorer, load_cells, score_cells
 
@@ -53,6 +52,6 @@ def run(args) -> int:
                         dataset=dataset, feature_space=refstats["feature_space"], cells=len(rows), notes=scorer.notes,
                         fid_protocol=sorted({r["fid_protocol"] for r in rows if "fid_protocol" in r}),
                         n_samples=sorted(scorer.n_samples), kid_subset_size=sorted(scorer.kid_subset_sizes),
-                        refstats_sha256=fd.sha256(args.refstats), samples_sha256=fd.sha256(args.samples))
+                        refstats_sha256=io.sha256_file(args.refstats), samples_sha256=io.sha256_file(args.samples))
     print(f"{args.model}/{args.sampler}: {len(rows)} cells scored in {time.perf_counter() - start:.1f} s → {args.out}")
     return 0

@@ -28,10 +28,12 @@ def run(args) -> int:
         raise UserError(f"reference-stats --dataset {args.dataset}: give --data (or set metrics.reference_stats)")
     import torch
 
-    from ..metrics import fidelity as fd
     from ..metrics.refstats import compute, from_file, reference_label
+    from ..metrics.spaces import feature_kind
 
-    if fd.feature_kind(cfg, args.dataset) != "vector":
+    if feature_kind(cfg, args.dataset) != "vector":
+        from ..metrics import fidelity as fd
+
         fd.feature_space(cfg, args.dataset, args.classifier)  # missing classifier → UserError before any work
     runtime.limit_threads(cfg, args.threads)
     if stats_file:
@@ -40,7 +42,7 @@ def run(args) -> int:
     else:
         x_test = data.load_npz(args.data, ("x_test",))["x_test"]
         stats = compute(cfg, args.dataset, x_test, args.classifier)
-        source = {"data_sha256": fd.sha256(args.data)}
+        source = {"data_sha256": io.sha256_file(args.data)}
     io.write_with(args.out, lambda tmp: torch.save(stats, tmp))
     io.write_provenance(args.out, cfg["metrics"], seed=cfg["seed"], dataset=args.dataset,
                         feature_space=stats["feature_space"], n=stats["n"], weights_sha256=stats.get("weights_sha256"),
