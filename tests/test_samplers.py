@@ -437,3 +437,45 @@ def test_afs_and_recording_wrappers():
     assert t0 == grid[0] and x0 is x
     assert float((d0 - x * (1 - s0 / math.sqrt(1 + s0 * s0))).abs().max()) == 0.0
     assert traj[-1][0] == grid[-1]
+
+
+def test_one_process_for_several_samplers_writes_the_same_files(tmp_path, repo_root):
+    """`sampling.jobs: per_model`: `sample --sampler A B C` (one model load, one GITS teacher) and `evaluate` over the
+    three files give the same arrays, manifests (up to timings) and metric rows as one process per sampler."""
+    import json
+
+    from diffrepro.cli import main
+
+    params, ckpt = _tiny_setup(tmp_path, repo_root)
+    samplers = ["heun", "ddim", "amed"]
+    base = ["sample", "--params", str(params), "--model", "toy2d", "--checkpoint", str(ckpt), "--no-progress"]
+    one, each = tmp_path / "one", tmp_path / "each"
+    assert main(base + ["--sampler", *samplers, "--out", *[str(one / f"{s}.npz") for s in samplers]]) == 0
+    for s in samplers:
+        assert main(base + ["--sampler", s, "--out", str(each / f"{s}.npz")]) == 0
+    assert main(base + ["--reference", "--out", str(each / "_reference.npz")]) == 0
+    untimed = lambda m: [{k: v for k, v in c.items() if not k.endswith("wall_s")} for c in m["cells"]]  # noqa: E731
+    for s in samplers:
+        with np.load(one / f"{s}.npz") as a, np.load(each / f"{s}.npz") as b:
+            assert sorted(a.files) == sorted(b.files) and a.files
+            assert all(np.array_equal(a[k], b[k]) for k in a.files)
+        ma, mb = (json.loads((d / f"{s}.json").read_text()) for d in (one, each))
+        assert untimed(ma) == untimed(mb) and ma["skipped"] == mb["skipped"]
+    # evaluate: three files in one process vs one each
+    refstats = tmp_path / "toy2d.pt"
+    data = tmp_path / "data"
+    assert main(["prepare", "--params", str(params), "--dataset", "toy2d", "--out-dir", str(data)]) == 0
+    assert main(["reference-stats", "--params", str(params), "--dataset", "toy2d", "--data",
+                 str(data / "data.npz"), "--out", str(refstats)]) == 0
+    ev = ["evaluate", "--params", str(params), "--model", "toy2d", "--reference", str(each / "_reference.npz"),
+          "--refstats", str(refstats), "--threads", "1"]
+    assert main(ev + ["--sampler", *samplers, "--samples", *[str(one / f"{s}.npz") for s in samplers],
+                      "--out", *[str(one / f"{s}.metrics.json") for s in samplers]]) == 0
+    for s in samplers:
+        assert main(ev + ["--sampler", s, "--samples", str(each / f"{s}.npz"),
+                          "--out", str(each / f"{s}.metrics.json")]) == 0
+        rows = [json.loads((d / f"{s}.metrics.json").read_text()) for d in (one, each)]
+        assert [{k: v for k, v in r.items() if k != "wall_s"} for r in rows[0]] == \
+            [{k: v for k, v in r.items() if k != "wall_s"} for r in rows[1]] and rows[0]
+    assert main(ev + ["--sampler", "heun", "ddim", "--samples", str(one / "heun.npz"), "--out",
+                      str(tmp_path / "x.json")]) == 2  # one entry each per sampler, or a clear error

@@ -82,7 +82,9 @@ def test_full_dag_dry_run(repo_root, params):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout + r.stderr
     for rule in ["prepare", "train", "sample", "evaluate", "aggregate", "report"]:
-        assert f"rule {rule}:" in out or f"\n{rule} " in out or f" {rule}\n" in out, f"rule {rule} not in DAG"
+        names = (rule, f"{rule}_model")  # sampling.jobs: per_model runs one sample / evaluate job per model
+        assert any(f"rule {n}:" in out or f"\n{n} " in out or f" {n}\n" in out for n in names), \
+            f"rule {rule} not in DAG"
     if params == "params/paper.yaml":
         check_published_networks_dag(repo_root / params, out)
 
@@ -151,3 +153,27 @@ def test_slurm_profile_lists_full_scale_dag(repo_root, flag, gpu, gres):
     train = re.search(r"^rule train:.*?resources: ([^\n]+)", out, re.M | re.S).group(1)
     assert gpu in train and gres in train + ",", train
     assert "slurm_account=acct" in train and "slurm_partition=gpu" in train and "runtime=1440" in train
+
+
+def test_per_model_jobs_make_the_same_files(repo_root, tmp_path):
+    """sampling.jobs: per_model (params/default.yaml) plans the same sample and metric files as per_sampler, in one
+    sample and one evaluate job per model instead of one per (model, sampler)."""
+    import csv
+    import io
+
+    cfg = yaml.safe_load((repo_root / "params/default.yaml").read_text())
+    assert cfg["sampling"]["jobs"] == "per_model"
+    outputs = {}
+    for mode in ("per_model", "per_sampler"):
+        cfg["sampling"]["jobs"] = mode
+        path = tmp_path / f"{mode}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        r = smk(repo_root, "--detailed-summary", "--nolock", "--configfile", str(path), "--cores", "1")
+        assert r.returncode == 0, r.stderr[-3000:]
+        rows = list(csv.DictReader(io.StringIO(r.stdout), delimiter="\t"))
+        outputs[mode] = {(row["output_file"], row["rule"].replace("_model", "")) for row in rows
+                         if row["output_file"].startswith(("results/samples/", "results/metrics/"))}
+        rules = {row["rule"] for row in rows}
+        assert ({"sample_model", "evaluate_model"} <= rules) == (mode == "per_model")
+        assert ("sample" in rules) == (mode == "per_sampler")
+    assert outputs["per_model"] == outputs["per_sampler"] and len(outputs["per_model"]) > 70

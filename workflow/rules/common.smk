@@ -40,6 +40,8 @@ DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 SWEEP_MODELS = list(config["sampling"]["models"])
 SAMPLERS = list(config["sampling"]["samplers"])
+# sampling.jobs: one sample / evaluate job per (model, sampler), or one per model looping over SAMPLERS
+PER_MODEL_JOBS = config["sampling"].get("jobs", "per_sampler") == "per_model"
 
 
 def dataset_of(model):

@@ -7,6 +7,8 @@ from diffrepro.config import config_hash
 
 
 rule train:
+    # the longest jobs of the train stage start first; the short MDM and classifier jobs fill the other core
+    priority: 10
     wildcard_constraints:
         model=one_of(TRAINED_MODELS),
     input:

@@ -108,17 +108,18 @@ def coordinate_problem(coords: str, schedule, grid) -> str | None:
 
 
 def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], skipped: list[dict], predictors: dict,
-                 decide, denoiser, schedule, shape, device, bar) -> tuple[dict, list[dict]]:
+                 decide, denoiser, schedule, shape, device, bar, gits=None) -> tuple[dict, list[dict]]:
     """(arrays keyed by cell, manifest records) of every planned cell; cells whose grid cannot be made on this schedule
     or moved into the sampler's coordinates join `skipped`. `predictors`: NFE → (path, AMED predictor), whose step
-    options `decide(predictor, grid)` gives; `bar.update(1)` is called once per cell."""
+    options `decide(predictor, grid)` gives; `bar.update(1)` is called once per cell. `gits`: a
+    `gits_grid_builder` result to share between samplers of one model (built here otherwise)."""
     from ..errors import UserError
     from .registry import get_sampler
     from .sweep import initial_noise, model_grid, noise_seed, run_cell
 
     spec = get_sampler(sampler)
     options = sampling.get("sampler_options", {}).get(sampler)
-    gits, gits_state = gits_grid_builder(sampling, cfg, denoiser, schedule, shape, device)
+    gits, gits_state = gits or gits_grid_builder(sampling, cfg, denoiser, schedule, shape, device)
     grid_opts = sampling.get("grid_options", {})
     arrays, records = {}, []
     noises = {s: initial_noise(shape, cfg["seed"], s).to(device) for s in sampling["seeds"]}

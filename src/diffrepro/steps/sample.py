@@ -5,6 +5,8 @@ Outputs (read by `evaluate`): S.npz with one float32 array per cell keyed `GRID/
 NCHW) and S.json = {model, sampler, cells: [{key, grid, nfe, nfe_measured, seed, wall_s, t_grid, ...}], skipped}.
 `--reference` writes `_reference.npz` keyed `seedK` and `_reference.json` (solver, steps, self-consistency).
 The initial noise of seed K is the same for every sampler and the reference (samplers.sweep.initial_noise).
+Several samplers of one model may run in one process (`--sampler A B --out A.npz B.npz`; `sampling.jobs:
+per_model`): the model is loaded and the GITS teacher run once; each file is the same as from its own process.
 """
 from __future__ import annotations
 
@@ -21,13 +23,14 @@ def configure(parser):
     add_params_arg(parser)
     parser.add_argument("--model", required=True, help="a key of the params file's `models` section")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--sampler", help="a sampler name (diffrepro.samplers.SAMPLERS)")
+    what.add_argument("--sampler", nargs="+", help="sampler name(s) (diffrepro.samplers.SAMPLERS)")
     what.add_argument("--reference", action="store_true", help="high-accuracy PF-ODE reference solution")
     parser.add_argument("--checkpoint", required=True, help="results/models/M/model.pt")
-    parser.add_argument("--out", required=True, help="results/samples/M/S.npz (S.json is written beside it)")
+    parser.add_argument("--out", required=True, nargs="+",
+                        help="results/samples/M/S.npz (S.json is written beside it), one per --sampler")
     parser.add_argument("--amed-predictor", action="append", default=[], metavar="FILE",
-                        help="AMED predictor (`amed train` output) for an AMED sampler; one per NFE. Given any, the "
-                             "AMED cells at other NFE are skipped")
+                        help="AMED predictor (`amed train` output) for an AMED sampler; one per (sampler, NFE). Given "
+                             "any for a sampler, its AMED cells at other NFE are skipped")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.num_threads wins)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -49,30 +52,50 @@ def _load(cfg, args):
     return model.denoiser(), model.schedule, shape, model.device
 
 
-def run_sampler(cfg, args) -> int:
-    from ..amed import decisions_on_grid, load_predictors
+def _predictors_by_sampler(paths: list, model: str, samplers: list[str]) -> dict[str, dict]:
+    """sampler → (NFE → (path, predictor)): each predictor file goes to the sampler it was trained for."""
+    from ..amed import load_predictor, load_predictors
     from ..errors import UserError
+
+    grouped: dict[str, list] = {}
+    for path in paths:
+        sampler = load_predictor(path)[1]["sampler"]
+        if sampler not in samplers:
+            raise UserError(f"--amed-predictor {path} is for sampler '{sampler}', which is not among --sampler "
+                            f"{' '.join(samplers)}")
+        if not sampler.startswith("amed"):
+            raise UserError(f"--amed-predictor is for AMED samplers, not '{sampler}'")
+        grouped.setdefault(sampler, []).append(path)
+    return {s: load_predictors(grouped.get(s, []), model, s) for s in samplers}
+
+
+def run_samplers(cfg, args) -> int:
+    from ..amed import decisions_on_grid
     from ..samplers import get_sampler
-    from ..samplers.plan import plan, sample_cells
+    from ..samplers.plan import gits_grid_builder, plan, sample_cells
 
     sampling = model_sampling(cfg, args.model)
-    options = sampling.get("sampler_options", {}).get(args.sampler)
-    predictors = load_predictors(args.amed_predictor, args.model, args.sampler)
-    if args.amed_predictor and not args.sampler.startswith("amed"):
-        raise UserError(f"--amed-predictor is for AMED samplers, not '{args.sampler}'")
-    cells, skipped = plan(sampling, args.sampler, trained_nfe=set(predictors))
+    predictors = _predictors_by_sampler(args.amed_predictor, args.model, args.sampler)
+    plans = {s: plan(sampling, s, trained_nfe=set(predictors[s])) for s in args.sampler}
     denoiser, schedule, shape, device = _load(cfg, args)
-    start = time.perf_counter()
-    with _progress(len(cells), args.no_progress, f"sample {args.model}/{args.sampler}") as bar:
-        arrays, records = sample_cells(cfg, sampling, args.sampler, cells, skipped, predictors,
-                                       lambda p, grid: decisions_on_grid(p, args.sampler, schedule, grid), denoiser,
-                                       schedule, shape, device, bar)
-    manifest = {"model": args.model, "sampler": args.sampler, "cells": records, "skipped": skipped,
-                "options": get_sampler(args.sampler).merged_options(options), "params_seed": cfg["seed"],
-                "n_samples": shape[0], "wall_s": time.perf_counter() - start}
-    write_sample_file(args.out, arrays, manifest, sampling, cfg["seed"], model=args.model, sampler=args.sampler)
-    print(f"{args.model}/{args.sampler}: {len(records)} cells ({len(skipped)} skipped) in "
-          f"{manifest['wall_s']:.1f} s → {args.out}")
+    gits = gits_grid_builder(sampling, cfg, denoiser, schedule, shape, device)  # one teacher run for all samplers
+    files = []
+    for sampler in args.sampler:  # sample everything first, then write: no partial outputs
+        cells, skipped = plans[sampler]
+        start = time.perf_counter()
+        with _progress(len(cells), args.no_progress, f"sample {args.model}/{sampler}") as bar:
+            arrays, records = sample_cells(cfg, sampling, sampler, cells, skipped, predictors[sampler],
+                                           lambda p, grid, s=sampler: decisions_on_grid(p, s, schedule, grid),
+                                           denoiser, schedule, shape, device, bar, gits=gits)
+        options = sampling.get("sampler_options", {}).get(sampler)
+        files.append((sampler, arrays, {"model": args.model, "sampler": sampler, "cells": records, "skipped": skipped,
+                                        "options": get_sampler(sampler).merged_options(options),
+                                        "params_seed": cfg["seed"], "n_samples": shape[0],
+                                        "wall_s": time.perf_counter() - start}))
+    for out, (sampler, arrays, manifest) in zip(args.out, files):
+        write_sample_file(out, arrays, manifest, sampling, cfg["seed"], model=args.model, sampler=sampler)
+        print(f"{args.model}/{sampler}: {len(manifest['cells'])} cells ({len(manifest['skipped'])} skipped) in "
+              f"{manifest['wall_s']:.1f} s → {out}")
     return 0
 
 
@@ -98,14 +121,21 @@ def run(args) -> int:
     from .. import config
     from ..samplers import get_sampler
 
-    if Path(args.out).suffix != ".npz":
-        from ..errors import UserError
+    from ..errors import UserError
 
-        raise UserError(f"--out {args.out}: the sample file must end in .npz (its manifest .json is written beside it)")
+    for out in args.out:
+        if Path(out).suffix != ".npz":
+            raise UserError(f"--out {out}: the sample file must end in .npz (its manifest .json is written beside it)")
+    wanted = len(args.sampler) if args.sampler is not None else 1
+    if len(args.out) != wanted:
+        raise UserError(f"--out needs one sample file per {'--sampler' if args.sampler else '--reference'} "
+                        f"({wanted}), got {len(args.out)}")
     cfg = config.load(args.params)
     section(cfg, "models", args.model, args.params)
     if args.sampler is not None:
-        get_sampler(args.sampler)  # unknown names fail before any model is loaded
-        resolve_grids(model_sampling(cfg, args.model), args.sampler)
-        return run_sampler(cfg, args)
+        for sampler in args.sampler:  # unknown names fail before any model is loaded
+            get_sampler(sampler)
+            resolve_grids(model_sampling(cfg, args.model), sampler)
+        return run_samplers(cfg, args)
+    args.out = args.out[0]
     return run_reference(cfg, args)
