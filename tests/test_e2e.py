@@ -108,10 +108,15 @@ def _jobs_by_command(ws):
 
 
 def _declared(rel: str, job: dict) -> bool:
-    """`rel` is an input or output of the job, inside a declared folder, or the provenance sidecar of one."""
+    """`rel` is an input or output of the job, inside a declared folder, the provenance sidecar of one, or a file
+    beside a declared report section (`section.json` names its figures and tables, written with it)."""
+    import os
+
     paths = job["inputs"] | job["outputs"]
     target = rel[: -len(".prov.json")] if rel.endswith(".prov.json") else rel
-    return target in paths or any(target.startswith(p.rstrip("/") + "/") for p in paths)
+    sections = {os.path.dirname(p) for p in job["inputs"] if p.endswith("section.json")}
+    return target in paths or any(target.startswith(p.rstrip("/") + "/") for p in paths) \
+        or os.path.dirname(target) in sections
 
 
 def test_every_job_reads_only_declared_inputs(smoke_workspace):

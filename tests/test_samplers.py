@@ -479,3 +479,23 @@ def test_one_process_for_several_samplers_writes_the_same_files(tmp_path, repo_r
             [{k: v for k, v in r.items() if k != "wall_s"} for r in rows[1]] and rows[0]
     assert main(ev + ["--sampler", "heun", "ddim", "--samples", str(one / "heun.npz"), "--out",
                       str(tmp_path / "x.json")]) == 2  # one entry each per sampler, or a clear error
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_afs_auto_reaches_each_nfe_through_the_counter(name):
+    """`afs: auto` takes AFS exactly where the NFE needs it: every NFE reachable with or without AFS is reached, with
+    AFS only when it is not reachable without; the call counter confirms the NFE."""
+    spec = get_sampler(name)
+    for nfe in range(2, 10):
+        plain = spec.steps_for_nfe(nfe, options={"afs": False})
+        with_afs = spec.steps_for_nfe(nfe, options={"afs": True})
+        steps = spec.steps_for_nfe(nfe, options={"afs": "auto"})
+        concrete = spec.concrete_options(nfe, {"afs": "auto"})
+        assert steps == (plain if plain is not None else with_afs)
+        assert concrete["afs"] == (plain is None)
+        if steps is not None:
+            assert _count(spec, concrete, steps) == nfe, (name, nfe)
+    with pytest.raises(ValueError, match="auto"):
+        spec.nfe_for_steps(3, options={"afs": "auto"})  # a step count alone does not decide AFS
+    with pytest.raises(UserError, match="afs"):
+        spec.merged_options({"afs": "sometimes"})

@@ -51,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "bench mdm": "diffrepro.bench.mdm",
     "bench gpu": "diffrepro.bench.gpu",
     "bench gits": "diffrepro.bench.gits",
+    "bench amed": "diffrepro.bench.amed",
 }
 
 
