@@ -16,9 +16,10 @@ _LISTING_EVENTS = ("os.listdir", "os.scandir", "glob.glob")
 
 
 def _is_read(mode, flags) -> bool:
+    """open(..., 'r…') or os.open without O_CREAT for reading; creating a file (temporary files, probes) is not."""
     if isinstance(mode, str):
-        return "r" in mode or "+" in mode
-    return isinstance(flags, int) and flags & os.O_ACCMODE in (os.O_RDONLY, os.O_RDWR)
+        return "r" in mode
+    return isinstance(flags, int) and not flags & os.O_CREAT and flags & os.O_ACCMODE in (os.O_RDONLY, os.O_RDWR)
 
 
 def install(folder: str) -> None:
@@ -30,7 +31,8 @@ def install(folder: str) -> None:
         if event == "open":
             path, mode, flags = args
             if isinstance(path, (str, os.PathLike)) and _is_read(mode, flags):
-                reads.add(os.path.abspath(os.fspath(path)))
+                path = os.path.abspath(os.fspath(path))
+                (listed if os.path.isdir(path) else reads).add(path)  # a folder opened to fsync it is no read
         elif event in _LISTING_EVENTS and args and isinstance(args[0], (str, os.PathLike)):
             listed.add(os.path.abspath(os.fspath(args[0])))
 

@@ -43,9 +43,11 @@ rule aggregate:
 rule report:
     input:
         cells="results/tables/metrics_agg.parquet",
-        samples=expand("results/samples/{model}/{sampler}.npz", model=SWEEP_MODELS, sampler=SAMPLERS),
+        samples=expand("results/samples/{model}/{sampler}.npz", model=SWEEP_MODELS, sampler=SAMPLERS + EXTRA_SWEEP),
         # the sample manifests: the GITS section reads the teacher-grid indices each GITS cell chose
         manifests=expand("results/samples/{model}/{sampler}.json", model=SWEEP_MODELS, sampler=SAMPLERS),
+        # the setup paragraph describes every dataset; the sample mosaics show training images beside samples
+        data=expand("results/data/{dataset}/data.{ext}", dataset=DATASETS, ext=["npz", "json"]),
         sections=SECTIONS,
         templates=REPORT_TEMPLATES,
         papers=PAPER_NUMBERS,

@@ -24,7 +24,7 @@ if DEGRADATION.get("enabled", True):
         benchmark:
             "benchmarks/study_degradation/study_degradation.tsv"
         shell:
-            "{params.cli} study degradation --params {params.cfg} --out-dir $(dirname {output.section}) {params.args} --threads {threads}"
+            "{params.cli} study degradation --params {params.cfg} --out-dir " + DEGRADATION_DIR + " {params.args} --threads {threads}"
             " > {log} 2>&1"
 
     SECTIONS.append(f"{DEGRADATION_DIR}/section.json")
@@ -54,6 +54,6 @@ if GEOMETRY.get("enabled", True) and GEOMETRY.get("model"):
             "benchmarks/study_geometry/study_geometry.tsv"
         shell:
             "{params.cli} study geometry --params {params.cfg} --model {params.model} --checkpoint {input.checkpoint}"
-            " --data {input.data} --out-dir $(dirname {output.section}) --threads {threads} > {log} 2>&1"
+            " --data {input.data} --out-dir " + GEOMETRY_DIR + " --threads {threads} > {log} 2>&1"
 
     SECTIONS.append(f"{GEOMETRY_DIR}/section.json")

@@ -59,6 +59,19 @@ def load_predictors(paths: list, model: str, sampler: str) -> dict:
     return out
 
 
+def predictors_by_sampler(paths: list, model: str, samplers: list[str]) -> dict[str, dict]:
+    """sampler → (NFE → (path, predictor)) for the samplers of one sample job: each predictor file goes to the
+    sampler it was trained for (UserError for a file of another model or of a sampler not in `samplers`)."""
+    grouped: dict[str, list] = {}
+    for path in paths:
+        sampler = load_predictor(path)[1]["sampler"]
+        if sampler not in samplers:
+            raise UserError(f"--amed-predictor {path} is for sampler '{sampler}', which is not among --sampler "
+                            f"{' '.join(samplers)}")
+        grouped.setdefault(sampler, []).append(path)
+    return {s: load_predictors(grouped.get(s, []), model, s) for s in samplers}
+
+
 def decisions_on_grid(predictor, sampler: str, schedule, grid) -> dict:
     """The predictor's decisions (one float per step) on a cell's grid in the sampler's coordinates."""
     from ..samplers import convert_grid, get_sampler

@@ -30,7 +30,7 @@ def run(args):
     from .. import config, sources
     from ..amed import decisions_on_grid, load_predictor
     from ..samplers import make_grid
-    from ..samplers.reference import trajectory_error
+    from ..diffusion.trajectory import trajectory_error
     from ..samplers.sweep import initial_noise, model_sampling, native_schedule, run_cell
 
     torch.set_num_threads(args.threads)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..samplers.reference import trajectory_error  # noqa: F401 - defined beside the reference solution
+from ..diffusion.trajectory import trajectory_error  # noqa: F401 - the math core has it (NI uses it too)
 
 
 def _flat64(x) -> torch.Tensor:

@@ -10,8 +10,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..diffusion.trajectory import trajectory_error
 from ..samplers import get_sampler
-from ..samplers.reference import trajectory_error
 from .executor import execute
 from .matrix import NIMatrix, check_nodes
 from .search import marginal_exact, projection_gap, search

@@ -14,9 +14,13 @@ from ..errors import UserError
 from ..io import git_revision, package_versions
 
 
-def dataset_hashes(results: Path) -> dict[str, dict]:
+def dataset_hashes(results: Path, datasets) -> dict[str, dict]:
+    """sha256, size, shape and source of each of `datasets` (the params file's, read from their data.json: declared
+    inputs of the report, never a folder listing)."""
     out = {}
-    for path in sorted((results / "data").glob("*/data.json")):
+    for path in (results / "data" / name / "data.json" for name in sorted(datasets)):
+        if not path.is_file():
+            continue
         try:
             meta = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
@@ -57,7 +61,7 @@ def collect(cfg: dict, params_path: str, results: Path, benchmarks: Path) -> dic
         "params_file": params_path,
         "params_hash": config_hash(cfg),
         "seed": cfg.get("seed"),
-        "datasets": dataset_hashes(results),
+        "datasets": dataset_hashes(results, cfg.get("datasets", {})),
         "versions": package_versions(),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count()},

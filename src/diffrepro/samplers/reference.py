@@ -10,16 +10,6 @@ from .solvers import heun, rk4
 from .sweep import native_schedule, to_data
 
 
-def trajectory_error(samples, reference) -> float:
-    """RMSE of each final sample to the reference PF-ODE solution from the same noise, averaged over samples
-    (float64)."""
-    s = torch.as_tensor(samples).reshape(len(samples), -1).to(torch.float64)
-    r = torch.as_tensor(reference).reshape(len(reference), -1).to(torch.float64)
-    if s.shape != r.shape:
-        raise ValueError(f"samples {tuple(s.shape)} and reference {tuple(r.shape)} differ in shape")
-    return float((s - r).pow(2).mean(dim=1).sqrt().mean())
-
-
 REFERENCE_SOLVERS = {"heun": heun, "rk4": rk4}
 
 

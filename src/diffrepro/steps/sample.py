@@ -52,30 +52,13 @@ def _load(cfg, args):
     return model.denoiser(), model.schedule, shape, model.device
 
 
-def _predictors_by_sampler(paths: list, model: str, samplers: list[str]) -> dict[str, dict]:
-    """sampler → (NFE → (path, predictor)): each predictor file goes to the sampler it was trained for."""
-    from ..amed import load_predictor, load_predictors
-    from ..errors import UserError
-
-    grouped: dict[str, list] = {}
-    for path in paths:
-        sampler = load_predictor(path)[1]["sampler"]
-        if sampler not in samplers:
-            raise UserError(f"--amed-predictor {path} is for sampler '{sampler}', which is not among --sampler "
-                            f"{' '.join(samplers)}")
-        if not sampler.startswith("amed"):
-            raise UserError(f"--amed-predictor is for AMED samplers, not '{sampler}'")
-        grouped.setdefault(sampler, []).append(path)
-    return {s: load_predictors(grouped.get(s, []), model, s) for s in samplers}
-
-
 def run_samplers(cfg, args) -> int:
-    from ..amed import decisions_on_grid
+    from ..amed import decisions_on_grid, predictors_by_sampler
     from ..samplers import get_sampler
     from ..samplers.plan import gits_grid_builder, plan, sample_cells
 
     sampling = model_sampling(cfg, args.model)
-    predictors = _predictors_by_sampler(args.amed_predictor, args.model, args.sampler)
+    predictors = predictors_by_sampler(args.amed_predictor, args.model, args.sampler)
     plans = {s: plan(sampling, s, trained_nfe=set(predictors[s])) for s in args.sampler}
     denoiser, schedule, shape, device = _load(cfg, args)
     gits = gits_grid_builder(sampling, cfg, denoiser, schedule, shape, device)  # one teacher run for all samplers
