@@ -16,6 +16,7 @@ if DEGRADATION.get("enabled", True):
             cli=DIFFREPRO,
             code=step_code("study_degradation"),
             cfg=PARAMS,
+            out_dir=lambda wc, output: os.path.dirname(output.section),
             h=config_hash({k: config.get(k) for k in ("seed", "report")} | {"degradation": DEGRADATION}),
             args=_degradation_args(),
         threads: 2
@@ -24,7 +25,7 @@ if DEGRADATION.get("enabled", True):
         benchmark:
             "benchmarks/study_degradation/study_degradation.tsv"
         shell:
-            "{params.cli} study degradation --params {params.cfg} --out-dir " + DEGRADATION_DIR + " {params.args} --threads {threads}"
+            "{params.cli} study degradation --params {params.cfg} --out-dir {params.out_dir} {params.args} --threads {threads}"
             " > {log} 2>&1"
 
     SECTIONS.append(f"{DEGRADATION_DIR}/section.json")
@@ -45,6 +46,7 @@ if GEOMETRY.get("enabled", True) and GEOMETRY.get("model"):
             cli=DIFFREPRO,
             code=step_code("study_geometry"),
             cfg=PARAMS,
+            out_dir=lambda wc, output: os.path.dirname(output.section),
             h=config_hash({k: config.get(k) for k in ("seed", "report")} | {"geometry": GEOMETRY}),
             model=GEOMETRY["model"],
         threads: 2
@@ -54,6 +56,6 @@ if GEOMETRY.get("enabled", True) and GEOMETRY.get("model"):
             "benchmarks/study_geometry/study_geometry.tsv"
         shell:
             "{params.cli} study geometry --params {params.cfg} --model {params.model} --checkpoint {input.checkpoint}"
-            " --data {input.data} --out-dir " + GEOMETRY_DIR + " --threads {threads} > {log} 2>&1"
+            " --data {input.data} --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
 
     SECTIONS.append(f"{GEOMETRY_DIR}/section.json")
