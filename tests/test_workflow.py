@@ -177,3 +177,15 @@ def test_per_model_jobs_make_the_same_files(repo_root, tmp_path):
         assert ({"sample_model", "evaluate_model"} <= rules) == (mode == "per_model")
         assert ("sample" in rules) == (mode == "per_sampler")
     assert outputs["per_model"] == outputs["per_sampler"] and len(outputs["per_model"]) > 70
+
+
+def test_validate_refuses_an_afs_value_that_is_not_true_false_or_auto(repo_root, tmp_path):
+    cfg = yaml.safe_load((repo_root / "params/smoke.yaml").read_text())
+    cfg["sampling"]["sampler_options"] = {"ddim": {"afs": "sometimes"}}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    r = cli(repo_root, "validate", "--params", str(bad))
+    assert r.returncode == 2 and "sampling.sampler_options.ddim.afs" in r.stderr and "sometimes" in r.stderr
+    cfg["sampling"]["sampler_options"] = {"ddim": {"afs": "auto"}}
+    bad.write_text(yaml.safe_dump(cfg))
+    assert cli(repo_root, "validate", "--params", str(bad)).returncode == 0

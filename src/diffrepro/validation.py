@@ -167,9 +167,6 @@ def check_cross_references(cfg: dict, source: str) -> None:
 
 
 # --- samplers and grids, read from their source -----------------------------------------------------------------
-SHARED_SAMPLER_OPTIONS = {"afs", "denoise_to_zero", "trajectory"}  # added by samplers.solvers.sampler (a decorator)
-
-
 @functools.lru_cache(maxsize=None)
 def _parsed(module: Path) -> ast.Module | None:
     """The module's syntax tree, parsed once per process (every job's config check reads the same few files)."""
@@ -177,6 +174,14 @@ def _parsed(module: Path) -> ast.Module | None:
         return ast.parse(module.read_text())
     except (OSError, SyntaxError):
         return None
+
+
+def _shared_sampler_options() -> set:
+    """The option names the `@sampler` decorator adds: `SHARED_OPTIONS` of samplers/solvers.py."""
+    for node in (_parsed(PACKAGE / "samplers" / "solvers.py") or ast.Module(body=[])).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "SHARED_OPTIONS":
+            return set(ast.literal_eval(node.value))
+    return set()
 
 
 def _function_params(module: Path, name: str) -> set | None:
@@ -188,8 +193,8 @@ def _function_params(module: Path, name: str) -> set | None:
             a = node.args
             if a.kwarg is not None:  # **options: any name may be valid, leave it to the function
                 return None
-            shared = SHARED_SAMPLER_OPTIONS if any(getattr(d, "id", None) == "sampler" for d in node.decorator_list) \
-                else set()
+            shared = _shared_sampler_options() if any(getattr(d, "id", None) == "sampler"
+                                                      for d in node.decorator_list) else set()
             return {p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]} | shared
     return None
 
@@ -305,6 +310,9 @@ def check_sampling(cfg: dict, source: str) -> None:
             if allowed is not None and key not in allowed:
                 raise UserError(f"{source}: sampling.sampler_options.{name}.{key}: not an option of sampler "
                                 f"'{name}' (known: {sorted(allowed)})")
+        if (opts or {}).get("afs", False) not in (True, False, "auto"):
+            raise UserError(f"{source}: sampling.sampler_options.{name}.afs must be true, false or 'auto', got "
+                            f"{opts['afs']!r}")
     grid_sources = [("sampling.grid_options", sampling.get("grid_options", {}))] + [
         (f"sampling.per_model.{m}.grid_options", o.get("grid_options", {}))
         for m, o in sampling.get("per_model", {}).items()]

@@ -57,44 +57,6 @@ rule reference_stats:
         "{params.clf} --out {output} --threads {threads} > {log} 2>&1"
 
 
-# the sampler wildcard of the per-file rule; with per-model jobs it excludes sampling.samplers (whole names only)
-EVALUATE_ONE_SAMPLER = (("(?!(?:" + "|".join(SAMPLERS) + ")(?![A-Za-z0-9_-]))") if PER_MODEL_JOBS else "") \
-    + "[A-Za-z0-9][A-Za-z0-9_.-]*"
-
-if PER_MODEL_JOBS:
-
-    rule evaluate_model:
-        input:
-            unpack(
-                lambda wc: with_classifier(
-                    config,
-                    dataset_of(wc.model),
-                    samples=expand("results/samples/{model}/{sampler}.npz", model=wc.model, sampler=SAMPLERS),
-                    manifest=expand("results/samples/{model}/{sampler}.json", model=wc.model, sampler=SAMPLERS),
-                    reference=f"results/samples/{wc.model}/_reference.npz",
-                    refstats=f"results/refstats/{dataset_of(wc.model)}.pt",
-                )
-            ),
-        output:
-            expand("results/metrics/{{model}}/{sampler}.json", sampler=SAMPLERS),
-        params:
-            h=section_hash("seed", "metrics"),
-            clf=CLASSIFIER_FLAG,
-            cli=DIFFREPRO,
-            code=step_code("evaluate"),
-            cfg=PARAMS,
-            samplers=" ".join(SAMPLERS),
-        log:
-            "logs/evaluate/{model}/all_samplers.log",
-        benchmark:
-            "benchmarks/evaluate/{model}/all_samplers.tsv"
-        threads: 1
-        shell:
-            "{params.cli} evaluate --params {params.cfg} --model {wildcards.model} --sampler {params.samplers} "
-            "--samples {input.samples} --reference {input.reference} --refstats {input.refstats} {params.clf} "
-            "--out {output} --threads {threads} > {log} 2>&1"
-
-
 rule evaluate:
     input:
         unpack(
@@ -110,21 +72,48 @@ rule evaluate:
     output:
         "results/metrics/{model}/{sampler}.json",
     wildcard_constraints:
-        # any sample file but the reference: sampling.samplers and other areas' sweep variants (EXTRA_SAMPLERS);
-        # with sampling.jobs: per_model, evaluate_model scores sampling.samplers
-        sampler=EVALUATE_ONE_SAMPLER,
+        # any sample file but the reference: sampling.samplers and other areas' sweep variants (EXTRA_SAMPLERS)
+        sampler="[A-Za-z0-9][A-Za-z0-9_.-]*",
     params:
         h=section_hash("seed", "metrics"),
         clf=CLASSIFIER_FLAG,
         cli=DIFFREPRO,
         code=step_code("evaluate"),
         cfg=PARAMS,
+        samplers=lambda wc: wc.sampler,
     log:
         "logs/evaluate/{model}/{sampler}.log",
     benchmark:
         "benchmarks/evaluate/{model}/{sampler}.tsv"
     threads: 1
     shell:
-        "{params.cli} evaluate --params {params.cfg} --model {wildcards.model} --sampler {wildcards.sampler} "
+        "{params.cli} evaluate --params {params.cfg} --model {wildcards.model} --sampler {params.samplers} "
         "--samples {input.samples} --reference {input.reference} --refstats {input.refstats} {params.clf} "
         "--out {output} --threads {threads} > {log} 2>&1"
+
+
+if PER_MODEL_JOBS:
+
+    # the same step over every sampler of one model; ruleorder leaves the other areas' sweep variants to `evaluate`
+    use rule evaluate as evaluate_model with:
+        input:
+            unpack(
+                lambda wc: with_classifier(
+                    config,
+                    dataset_of(wc.model),
+                    samples=expand("results/samples/{model}/{sampler}.npz", model=wc.model, sampler=SAMPLERS),
+                    manifest=expand("results/samples/{model}/{sampler}.json", model=wc.model, sampler=SAMPLERS),
+                    reference=f"results/samples/{wc.model}/_reference.npz",
+                    refstats=f"results/refstats/{dataset_of(wc.model)}.pt",
+                )
+            ),
+        output:
+            expand("results/metrics/{{model}}/{sampler}.json", sampler=SAMPLERS),
+        params:
+            samplers=" ".join(SAMPLERS),
+        log:
+            "logs/evaluate/{model}/all_samplers.log",
+        benchmark:
+            "benchmarks/evaluate/{model}/all_samplers.tsv"
+
+    ruleorder: evaluate_model > evaluate

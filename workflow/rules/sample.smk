@@ -12,10 +12,35 @@ wildcard_constraints:
     sampler="|".join(SAMPLERS),
 
 
+rule sample:
+    input:
+        model="results/models/{model}/model.pt",
+        # AMED samplers: the model's trained predictors (amed.smk); none for every other sampler
+        amed=lambda wc: amed_predictor_files(wc.model, wc.sampler),
+    output:
+        npz="results/samples/{model}/{sampler}.npz",
+        manifest="results/samples/{model}/{sampler}.json",
+    params:
+        cli=DIFFREPRO,
+        code=step_code("sample"),
+        cfg=PARAMS,
+        h=section_hash("seed", "runtime", "sampling"),
+        samplers=lambda wc: wc.sampler,
+        amed=lambda wc, input: " ".join(f"--amed-predictor {p}" for p in input.amed),
+    log:
+        "logs/sample/{model}/{sampler}.log",
+    benchmark:
+        "benchmarks/sample/{model}/{sampler}.tsv"
+    threads: 1
+    shell:
+        "{params.cli} sample --params {params.cfg} --model {wildcards.model} --sampler {params.samplers} "
+        "--checkpoint {input.model} --out {output.npz} {params.amed} --threads {threads} --no-progress 2> {log}"
+
+
 if PER_MODEL_JOBS:
 
-    rule sample_model:
-        priority: 5  # the longest sweep jobs start first
+    # the same step over every sampler of one model; ruleorder makes it the producer of those files
+    use rule sample as sample_model with:
         input:
             model="results/models/{model}/model.pt",
             amed=lambda wc: [p for s in SAMPLERS for p in amed_predictor_files(wc.model, s)],
@@ -23,45 +48,14 @@ if PER_MODEL_JOBS:
             npz=expand("results/samples/{{model}}/{sampler}.npz", sampler=SAMPLERS),
             manifest=expand("results/samples/{{model}}/{sampler}.json", sampler=SAMPLERS),
         params:
-            cli=DIFFREPRO,
-            code=step_code("sample"),
-            cfg=PARAMS,
-            h=section_hash("seed", "runtime", "sampling"),
             samplers=" ".join(SAMPLERS),
-            amed=lambda wc, input: " ".join(f"--amed-predictor {p}" for p in input.amed),
         log:
             "logs/sample/{model}/all_samplers.log",
         benchmark:
             "benchmarks/sample/{model}/all_samplers.tsv"
-        threads: 1
-        shell:
-            "{params.cli} sample --params {params.cfg} --model {wildcards.model} --sampler {params.samplers} "
-            "--checkpoint {input.model} --out {output.npz} {params.amed} --threads {threads} --no-progress 2> {log}"
+        priority: 5  # the longest sweep jobs start first
 
-else:
-
-    rule sample:
-        input:
-            model="results/models/{model}/model.pt",
-            # AMED samplers: the model's trained predictors (amed.smk); none for every other sampler
-            amed=lambda wc: amed_predictor_files(wc.model, wc.sampler),
-        output:
-            npz="results/samples/{model}/{sampler}.npz",
-            manifest="results/samples/{model}/{sampler}.json",
-        params:
-            cli=DIFFREPRO,
-            code=step_code("sample"),
-            cfg=PARAMS,
-            h=section_hash("seed", "runtime", "sampling"),
-            amed=lambda wc, input: " ".join(f"--amed-predictor {p}" for p in input.amed),
-        log:
-            "logs/sample/{model}/{sampler}.log",
-        benchmark:
-            "benchmarks/sample/{model}/{sampler}.tsv"
-        threads: 1
-        shell:
-            "{params.cli} sample --params {params.cfg} --model {wildcards.model} --sampler {wildcards.sampler} "
-            "--checkpoint {input.model} --out {output.npz} {params.amed} --threads {threads} --no-progress 2> {log}"
+    ruleorder: sample_model > sample
 
 
 rule reference:

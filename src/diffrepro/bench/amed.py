@@ -22,15 +22,14 @@ def _rms(x) -> float:
 
 
 def run(args):
-    import math
-
-    import numpy as np
     import torch
 
-    from .. import config, sources
+    from .. import config, io, sources
     from ..amed import decisions_on_grid, load_predictor
-    from ..samplers import make_grid
+    from ..diffusion.denoisers import reschedule
     from ..diffusion.trajectory import trajectory_error
+    from ..samplers import make_grid
+    from ..samplers.solvers import AnalyticalFirstStep
     from ..samplers.sweep import initial_noise, model_sampling, native_schedule, run_cell
 
     torch.set_num_threads(args.threads)
@@ -40,7 +39,7 @@ def run(args):
     sampling = model_sampling(cfg, args.model)
     seed = sampling["seeds"][0]
     eps = initial_noise((sampling["n_samples"], *model.data_shape), cfg["seed"], seed)
-    ref = torch.from_numpy(np.load(args.reference)[f"seed{seed}"])
+    ref = torch.from_numpy(io.read_npz(args.reference, "reference file", (f"seed{seed}",))[f"seed{seed}"])
 
     def err(sampler, grid, options):
         x, rec = run_cell(denoiser, schedule, sampler, grid, eps, options=options)
@@ -49,10 +48,8 @@ def run(args):
     edm = native_schedule("edm", schedule)
     s_max = float(edm.sigma(float(edm.t_max)))
     with torch.no_grad():
-        from ..diffusion.denoisers import reschedule
-
         d = reschedule(denoiser, schedule, edm)(eps * s_max, s_max)
-    afs_estimate = eps * s_max * (1.0 - s_max / math.sqrt(1.0 + s_max * s_max))
+    afs_estimate = AnalyticalFirstStep(None, 1.0, s_max)(eps * s_max, s_max)  # EDM coordinates: α = 1
     print(f"{args.model}: σ_max = {s_max:.4g}; RMS of the network's D(x, σ_max) {_rms(d):.3f}, of AFS's estimate "
           f"{_rms(afs_estimate):.3g}, of their difference {_rms(d - afs_estimate):.3f} "
           f"({len(eps)} noises of seed {seed})")

@@ -130,9 +130,9 @@ class Recording:
         return d
 
 
-_SHARED = (inspect.Parameter("afs", inspect.Parameter.KEYWORD_ONLY, default=False),
-           inspect.Parameter("denoise_to_zero", inspect.Parameter.KEYWORD_ONLY, default=False),
-           inspect.Parameter("trajectory", inspect.Parameter.KEYWORD_ONLY, default=None))
+# the options `@sampler` adds to every sampler, with their defaults (validation.py reads this literal from the source)
+SHARED_OPTIONS = {"afs": False, "denoise_to_zero": False, "trajectory": None}
+_SHARED = tuple(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in SHARED_OPTIONS.items())
 
 
 def sampler(body):

@@ -102,9 +102,8 @@ def run_reference(cfg, args) -> int:
 
 def run(args) -> int:
     from .. import config
-    from ..samplers import get_sampler
-
     from ..errors import UserError
+    from ..samplers import get_sampler
 
     for out in args.out:
         if Path(out).suffix != ".npz":
