@@ -35,6 +35,38 @@ def test_metrics_table_covers_the_sweep(smoke_workspace):
     assert (ddim["nfe_measured"] == ddim["nfe"]).all()
 
 
+def test_fitted_matrices_are_swept_as_samplers(smoke_workspace):
+    """One-way flow: `ni fit` writes the matrices, the sweep's `sample` job runs them as registry samplers (cells on
+    their own nodes, NFE counted), and the samples equal the NI executor's replay of the matrix from the sweep's
+    initial noises; the metrics table scores them like any sampler."""
+    import numpy as np
+    import yaml
+
+    from diffrepro import sources
+    from diffrepro.natural_inference.matrix import NIMatrix
+    from diffrepro.natural_inference.study import sample
+    from diffrepro.samplers.sweep import initial_noise, model_sampling
+
+    ws = smoke_workspace
+    cfg = yaml.safe_load((ws / "params/smoke.yaml").read_text())
+    df = pl.read_parquet(ws / "results/tables/metrics.parquet")
+    for sampler in ("ni_tuned", "ni_sharp"):
+        for model in cfg["sampling"]["models"]:
+            manifest = json.loads((ws / f"results/samples/{model}/{sampler}.json").read_text())
+            assert manifest["sampler"] == sampler and manifest["cells"], (model, sampler)
+            loaded = sources.load_model(ws / f"results/models/{model}/model.pt")
+            n = model_sampling(cfg, model)["n_samples"]
+            with np.load(ws / f"results/samples/{model}/{sampler}.npz") as z:
+                for cell in manifest["cells"]:
+                    assert cell["matrix"].startswith(f"results/ni/fit/{model}/{sampler}_nfe")
+                    m = NIMatrix.load(ws / cell["matrix"])
+                    assert cell["nfe_measured"] == cell["nfe"] == m.n
+                    eps = initial_noise((n, *loaded.data_shape), cfg["seed"], cell["seed"])
+                    replay = sample(m, loaded.denoiser(), eps).float().numpy()
+                    assert np.abs(z[cell["key"]] - replay).max() <= 1e-6 * np.abs(replay).max(), cell["key"]
+            assert df.filter((pl.col("model") == model) & (pl.col("sampler") == sampler)).height > 0
+
+
 def test_metrics_json_is_flat_for_dvc(smoke_workspace):
     summary = json.loads((smoke_workspace / "results/metrics.json").read_text())
     assert summary and all(not isinstance(v, (dict, list)) for v in _leaves(summary))

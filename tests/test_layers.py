@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "diffrepro"
 
 # layer of every top-level module / package of src/diffrepro (lower = more basic)
 LAYERS = {
-    0: ("errors", "io", "config", "validation", "runtime", "codedeps", "readtrace", "__init__", "__version__"),
+    0: ("errors", "io", "config", "validation", "runtime", "codedeps", "readtrace", "nfe", "__init__", "__version__"),
     1: ("diffusion",),
     2: ("samplers",),
     3: ("natural_inference",),

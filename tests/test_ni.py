@@ -81,6 +81,31 @@ def test_replay_equals_sampler(name):
     assert m.deterministic == (not spec.stochastic)
 
 
+# --- a matrix is a sampler of the registry ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name,base", [("ni_tuned", "dpmpp2m"), ("ni_sharp", "ddim"), ("ni_file_step", "ddpm")])
+def test_a_matrix_sampler_is_its_matrix(name, base):
+    """The registry's coefficient-matrix samplers (ni_tuned, ni_sharp, ni_file_<name>): traced, they give back their
+    own (C, B) exactly; run as the sweep runs a cell (`run_cell`) they give the sampler the matrix was traced from,
+    with n denoiser calls; off the matrix's nodes they refuse to run."""
+    from diffrepro.errors import UserError
+    from diffrepro.natural_inference.tracer import trace
+    from diffrepro.samplers import get_sampler
+    from diffrepro.samplers.sweep import run_cell
+
+    m = trace_sampler(base, VP, 6, grid="quadratic_t")
+    spec = get_sampler(name)
+    again = trace(spec.bind({"matrix": m}), VP, torch.as_tensor(m.times), "model")
+    assert np.abs(again.C - m.C).max() <= 1e-15 and np.abs(again.B[:, :m.B.shape[1]] - m.B).max() <= 1e-15
+    D, eps0 = optimal_denoiser(VP), eps(4)
+    out, rec = run_cell(D, VP, name, torch.as_tensor(m.times), eps0, options={"matrix": m}, sde_seed=3)
+    native, _ = run_cell(D, VP, base, make_grid("quadratic_t", VP, 6), eps0, sde_seed=3)
+    assert rec["nfe_measured"] == 6 and float((out - native).abs().max()) <= 1e-12
+    with pytest.raises(ValueError, match="grid must be the matrix's"):
+        run_cell(D, VP, name, make_grid("uniform_t", VP, 6), eps0, options={"matrix": m})
+    with pytest.raises(UserError, match="unknown sampler 'ni_file_'"):
+        get_sampler("ni_file_")
+
+
 # --- closed forms (spec §4) ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("schedule,grid,steps", [(VP, "quadratic_t", 5), (make_schedule("vp_discrete"), "respaced", 18),
                                                  (make_schedule("vp_discrete"), "respaced", 24)])

@@ -85,8 +85,9 @@ def test_bad_layouts_are_refused_naming_the_file(tmp_path, replace, needle):
         load_for_model(tmp_path / "keys.npz", VP)
 
 
-def test_ni_file_step_writes_a_sweep_file_equal_to_the_sweep(tmp_path, repo_root):
-    """`ni study --part file` on a (random) toy network: the replayed DDIM file equals the sweep's own DDIM cell."""
+def test_a_stored_matrix_is_a_sampler_of_the_sweep(tmp_path, repo_root):
+    """`ni study --part file` checks the stored DDIM file; `sample --sampler ni_file_step_5 --matrix ...` runs it like
+    any sampler and gives the sweep's own DDIM cells; a missing file stops the job naming it, with no output."""
     from diffrepro.cli import main
     from diffrepro.models import build_model
 
@@ -102,23 +103,29 @@ def test_ni_file_step_writes_a_sweep_file_equal_to_the_sweep(tmp_path, repo_root
     ckpt.parent.mkdir(parents=True)
     torch.save({"spec": spec, "state_dict": build_model(spec, [2]).state_dict(), "data_shape": [2],
                 "num_classes": 0}, ckpt)
+    study = ["ni", "study", "--params", str(params), "--part", "file", "--model", "toy2d", "--checkpoint", str(ckpt)]
+    assert main(study + ["--name", "step_5", "--out-dir", str(tmp_path / "f")]) == 0
+    sec = json.loads((tmp_path / "f" / "section.json").read_text())
+    assert sec["tables"][0]["rows"][0][:3] == ["step_5", 5, "quadratic_t"]
     samples = tmp_path / "results" / "samples" / "toy2d"
-    base = ["ni", "study", "--params", str(params), "--part", "file", "--model", "toy2d", "--checkpoint", str(ckpt)]
+    sample = ["sample", "--params", str(params), "--model", "toy2d", "--checkpoint", str(ckpt), "--no-progress"]
     out = samples / "ni_file_step_5.npz"
-    assert main(base + ["--name", "step_5", "--sweep-out", str(out), "--out-dir", str(tmp_path / "f")]) == 0
+    assert main(sample + ["--sampler", "ni_file_step_5", "--matrix", f"ni_file_step_5={matrix}", "--out",
+                          str(out)]) == 0
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["sampler"] == "ni_file_step_5"
     assert [c["key"] for c in manifest["cells"]] == ["quadratic_t/nfe5/seed0", "quadratic_t/nfe5/seed2"]
-    sec = json.loads((tmp_path / "f" / "section.json").read_text())
-    assert sec["tables"][0]["rows"][0][:3] == ["step_5", 5, "quadratic_t"]
+    assert {c["nfe_measured"] for c in manifest["cells"]} == {5} and manifest["cells"][0]["matrix"] == str(matrix)
     ddim = tmp_path / "ddim.npz"
-    assert main(["sample", "--params", str(params), "--model", "toy2d", "--checkpoint", str(ckpt), "--no-progress",
-                 "--sampler", "ddim", "--out", str(ddim)]) == 0
+    assert main(sample + ["--sampler", "ddim", "--out", str(ddim)]) == 0
     with np.load(out) as a, np.load(ddim) as b:
+        assert sorted(a.files) == sorted(b.files)
         for key in a.files:
             # float32 samples of an untrained net reach |x| ~ 300: compare relative to the scale
             assert np.abs(a[key] - b[key]).max() <= 1e-6 * np.abs(b[key]).max(), key
-    # a configured file that is absent: exit 2, the message names the key and the file
+    # a configured file that is absent: exit 2, the message names the file; a matrix sampler without --matrix too
     missing = samples / "ni_file_missing.npz"
-    assert main(base + ["--name", "missing", "--sweep-out", str(missing), "--out-dir", str(tmp_path / "g")]) == 2
-    assert not missing.exists()
+    assert main(sample + ["--sampler", "ni_file_missing", "--matrix", "ni_file_missing=nope/x.npz",
+                          "--out", str(missing)]) == 2
+    assert main(sample + ["--sampler", "ni_file_missing", "--out", str(missing)]) == 2
+    assert not missing.exists() and not missing.with_suffix(".json").exists()

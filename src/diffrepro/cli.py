@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     # natural inference
     "ni matrix": "diffrepro.steps.ni_matrix",
     "ni study": "diffrepro.steps.ni_study",
+    "ni fit": "diffrepro.steps.ni_fit",
     # studies
     "study degradation": "diffrepro.steps.study_degradation",
     "study geometry": "diffrepro.steps.study_geometry",

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
+from .nfe import steps_for_nfe
 
 PACKAGE = Path(__file__).resolve().parent
 MAX_NFE = 10_000              # denoiser calls per sample; 10⁴ is far beyond any paper's sweep
@@ -285,16 +286,6 @@ def _gits_options() -> set | None:
     return None
 
 
-def _steps_for_nfe(nfe: int, per_step: int, opts: dict) -> int | None:
-    """Same rule as SamplerSpec.steps_for_nfe (GEO §2.10): n = per_step·K − [afs] + [denoise_to_zero]; `afs: auto`
-    uses AFS only where the NFE needs it."""
-    if opts.get("afs") == "auto":
-        return _steps_for_nfe(nfe, per_step, {**opts, "afs": False}) or _steps_for_nfe(nfe, per_step,
-                                                                                        {**opts, "afs": True})
-    n = int(nfe) + int(bool(opts.get("afs"))) - int(bool(opts.get("denoise_to_zero")))
-    return n // per_step if n >= per_step and n % per_step == 0 else None
-
-
 def check_sampling(cfg: dict, source: str) -> None:
     sampling = cfg.get("sampling")
     catalogue, grids = sampler_catalogue(), grid_catalogue()
@@ -347,7 +338,7 @@ def _check_cells(cfg, model, swept, catalogue, source) -> None:
         if spec is None:
             continue
         opts = {**spec["fixed"], **cfg["sampling"].get("sampler_options", {}).get(name, {})}
-        steps = [k for k in (_steps_for_nfe(n, spec["nfe_per_step"], opts) for n in nfe) if k is not None]
+        steps = [k for k in (steps_for_nfe(n, spec["nfe_per_step"], opts.get("afs", False), opts.get("denoise_to_zero", False)) for n in nfe) if k is not None]
         if not steps:
             raise UserError(f"{source}: {where} = {nfe} gives sampler '{name}' ({spec['nfe_per_step']} evaluations "
                             f"per step) no whole number of steps for model '{model}', i.e. 0 cells: add an NFE that "

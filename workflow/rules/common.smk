@@ -19,9 +19,9 @@ _CLI_SCRIPT = Path(sys.executable).parent / "diffrepro"
 DIFFREPRO = str(_CLI_SCRIPT) if _CLI_SCRIPT.is_file() else f"{sys.executable} -m diffrepro"
 # Report sections: each area's rule file appends the section files it produces (report.smk consumes them).
 SECTIONS = []
-# Extra sweep samplers other areas produce in the sweep's file format (e.g. NI's ni_tuned); evaluated and aggregated.
+# Samplers beyond sampling.samplers that every sweep model runs (NI's coefficient matrices); evaluated and aggregated.
 EXTRA_SAMPLERS = []
-# Extra metric files for sweep variants that only some sweep models have (e.g. NI's ni_file_<name>); aggregated too.
+# Extra metric files of samplers that only some sweep models run (e.g. NI's ni_file_<name>); aggregated too.
 EXTRA_METRIC_FILES = []
 
 # What the schema cannot express (finite numbers, bounds, cross-references, sampler options, duplicate YAML keys):
@@ -139,6 +139,37 @@ def _ni_classifier(model):
 def _ni_model_inputs(model):
     return {"model": f"results/models/{model}/model.pt", "data": f"results/data/{dataset_of(model)}/data.npz",
             "classifier": _ni_classifier(model)}
+
+
+def ni_matrix_files(model, sampler):
+    """The matrix files the coefficient-matrix sampler `sampler` runs on `model` (samplers.registry: ni_tuned and
+    ni_sharp fitted by ni_fit under ni.search / ni.sharpness, ni_file_<name> = ni.files.matrices.<name>); [] otherwise."""
+    if sampler == "ni_tuned" and model in NI_SEARCH_MODELS:
+        return [f"results/ni/fit/{model}/ni_tuned_nfe{n:03d}.npz" for n in NI_CFG["search"].get("nfe", [])]
+    if sampler == "ni_sharp" and model in NI_SHARP_MODELS:
+        return [f"results/ni/fit/{model}/ni_sharp_nfe{NI_CFG['sharpness']['nfe']:03d}.npz"]
+    name = sampler.removeprefix("ni_file_")
+    if sampler.startswith("ni_file_") and model in NI_FILE_MODELS and name in NI_FILES:
+        return [NI_FILES[name]]
+    return []
+
+
+def matrix_sampler_inputs(wildcards):
+    """The `sample` rule's matrix files: a stored file (ni.files) only once present, so a fresh checkout still lists
+    the DAG (the job then stops with an error naming the missing file)."""
+    return [p for p in ni_matrix_files(wildcards.model, wildcards.sampler) if p.startswith("results/") or Path(p).exists()]
+
+
+MATRIX_SWEEP_SAMPLERS = [s for s in ["ni_tuned", "ni_sharp", *(f"ni_file_{n}" for n in NI_FILES)]
+                         if any(ni_matrix_files(m, s) for m in SWEEP_MODELS)]
+
+
+def ni_fit_hash(wildcards):
+    """Refit a matrix when the seed, the runtime or its own block (ni.search for ni_tuned, ni.sharpness) changes."""
+    from diffrepro.config import config_hash
+
+    block = "search" if wildcards.sampler == "ni_tuned" else "sharpness"
+    return config_hash([config["seed"], config.get("runtime"), NI_CFG.get(block)])
 
 
 def _ni_tuned_source():

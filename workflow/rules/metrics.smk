@@ -72,7 +72,7 @@ rule evaluate:
     output:
         "results/metrics/{model}/{sampler}.json",
     wildcard_constraints:
-        # any sample file but the reference: sampling.samplers and other areas' sweep variants (EXTRA_SAMPLERS)
+        # any sample file but the reference: sampling.samplers and the coefficient-matrix samplers (EXTRA_SAMPLERS)
         sampler="[A-Za-z0-9][A-Za-z0-9_.-]*",
     params:
         h=section_hash("seed", "metrics"),
@@ -94,7 +94,7 @@ rule evaluate:
 
 if PER_MODEL_JOBS:
 
-    # the same step over every sampler of one model; ruleorder leaves the other areas' sweep variants to `evaluate`
+    # the same step over sampling.samplers of one model; ruleorder leaves the coefficient-matrix samplers to `evaluate`
     use rule evaluate as evaluate_model with:
         input:
             unpack(

@@ -1,7 +1,8 @@
 # owned by the sample area; see docs/DEVELOPING.md "Workflow rules".
 # One job per (model, sampler) runs every grid × NFE × seed cell (start-up amortised), or with sampling.jobs: per_model
-# one job per model runs every sampler (one process start-up and one GITS teacher per model); one reference job per
-# model.
+# one job per model runs every sampler of sampling.samplers (one process start-up and one GITS teacher per model); one
+# reference job per model. The coefficient-matrix samplers (ni_tuned, ni_sharp, ni_file_<name>) run one job each, on
+# the matrices ni.smk fits (their own grid and NFE), so they start as soon as their matrices exist.
 # Outputs are read by metrics.smk (`evaluate`): results/samples/{model}/{sampler}.{npz,json} and _reference.{npz,json}.
 
 SAMPLE_FILES = expand("results/samples/{model}/{sampler}.npz", model=SWEEP_MODELS, sampler=SAMPLERS)
@@ -9,7 +10,8 @@ REFERENCE_FILES = expand("results/samples/{model}/_reference.npz", model=SWEEP_M
 
 
 wildcard_constraints:
-    sampler="|".join(SAMPLERS),
+    sampler="|".join(SAMPLERS + MATRIX_SWEEP_SAMPLERS),
+
 
 
 rule sample:
@@ -17,6 +19,8 @@ rule sample:
         model="results/models/{model}/model.pt",
         # AMED samplers: the model's trained predictors (amed.smk); none for every other sampler
         amed=lambda wc: amed_predictor_files(wc.model, wc.sampler),
+        # coefficient-matrix samplers: the fitted or stored matrices; none for every other sampler
+        matrices=matrix_sampler_inputs,
     output:
         npz="results/samples/{model}/{sampler}.npz",
         manifest="results/samples/{model}/{sampler}.json",
@@ -27,6 +31,7 @@ rule sample:
         h=section_hash("seed", "runtime", "sampling"),
         samplers=lambda wc: wc.sampler,
         amed=lambda wc, input: " ".join(f"--amed-predictor {p}" for p in input.amed),
+        matrices=lambda wc: " ".join(f"--matrix {wc.sampler}={p}" for p in ni_matrix_files(wc.model, wc.sampler)),
     log:
         "logs/sample/{model}/{sampler}.log",
     benchmark:
@@ -34,7 +39,8 @@ rule sample:
     threads: 1
     shell:
         "{params.cli} sample --params {params.cfg} --model {wildcards.model} --sampler {params.samplers} "
-        "--checkpoint {input.model} --out {output.npz} {params.amed} --threads {threads} --no-progress 2> {log}"
+        "--checkpoint {input.model} --out {output.npz} {params.amed} {params.matrices} --threads {threads} --no-progress "
+        "2> {log}"
 
 
 if PER_MODEL_JOBS:
@@ -44,11 +50,13 @@ if PER_MODEL_JOBS:
         input:
             model="results/models/{model}/model.pt",
             amed=lambda wc: [p for s in SAMPLERS for p in amed_predictor_files(wc.model, s)],
+            matrices=[],
         output:
             npz=expand("results/samples/{{model}}/{sampler}.npz", sampler=SAMPLERS),
             manifest=expand("results/samples/{{model}}/{sampler}.json", sampler=SAMPLERS),
         params:
             samplers=" ".join(SAMPLERS),
+            matrices="",
         log:
             "logs/sample/{model}/all_samplers.log",
         benchmark:

@@ -16,7 +16,6 @@ documented loop with `prediction_type="sample"` (the net's D is the x0 they step
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 # ours → (diffusers class, constructor options) where diffusers implements the same method

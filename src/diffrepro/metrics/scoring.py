@@ -99,7 +99,7 @@ def score_cells(cfg: dict, model: str, sampler: str, manifest: dict, samples, re
     import torch
 
     from ..errors import UserError
-    from .distances import trajectory_error
+    from ..diffusion.trajectory import trajectory_error
 
     dataset = cfg["models"][model]["dataset"]
     rows = []

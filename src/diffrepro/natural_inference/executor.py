@@ -29,15 +29,18 @@ def last_use(M: np.ndarray) -> np.ndarray:
 
 
 def _combine(terms):
-    """Σ c·v over (coefficient, tensor) pairs; in place for float coefficients, differentiable for tensor ones."""
+    """Σ c·v over (coefficient, state) pairs; in place for float coefficients on tensors, differentiable for tensor
+    coefficients."""
     if any(isinstance(c, torch.Tensor) for c, _ in terms):
         return sum(c * v for c, v in terms)
     acc = None
     for c, v in terms:
         if acc is None:
             acc = v * c
-        else:
+        elif isinstance(acc, torch.Tensor):
             acc.add_(v, alpha=c)
+        else:  # a float or linear-form state (call-time probe, tracer): the sampler contract's operators only
+            acc = acc + v * c
     return acc
 
 

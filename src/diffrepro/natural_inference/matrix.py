@@ -61,6 +61,12 @@ class NIMatrix:
     def deterministic(self) -> bool:
         return not np.any(self.B[:, 1:])
 
+    def replay(self, denoiser, eps0, noise=None):
+        """x_n from the initial noise ε_0 (`executor.execute`): how the registry's matrix samplers run this triple."""
+        from .executor import execute
+
+        return execute(self, denoiser, eps0, noise)
+
     def row_normalised(self) -> np.ndarray:
         """C divided row-wise by its diagonal (the current prediction's weight), as the paper prints its matrices."""
         d = np.diag(self.C).copy()
@@ -144,15 +150,16 @@ class NIMatrix:
 NODE_ATOL = 1e-6  # |Δα|, |Δσ| allowed between a file's nodes and the model schedule (the paper's files: ≤ 1e-7)
 
 
-def check_nodes(matrix: NIMatrix, schedule, source: str, atol: float = NODE_ATOL) -> float:
+def check_nodes(matrix: NIMatrix, schedule, source: str, atol: float = NODE_ATOL, require_vp: bool = True) -> float:
     """Refuse (UserError) a matrix whose nodes [τ, α, σ] are not those of `schedule` (NI spec claim 12).
 
     A stored matrix is only meaningful for the schedule it was built on: its coefficients assume α(τ_k), σ(τ_k) at
-    the nodes where the model is evaluated. Checks, per node: α² + σ² = 1 (a VP matrix), the model schedule is VP
-    there, and |α_file − α(τ)|, |σ_file − σ(τ)| ≤ atol. Returns the largest node difference found.
+    the nodes where the model is evaluated. Checks, per node: α² + σ² = 1 (a VP matrix) and the model schedule is VP
+    there (with `require_vp`: the paper's files are VP matrices), and |α_file − α(τ)|, |σ_file − σ(τ)| ≤ atol.
+    Returns the largest node difference found.
     """
     t, a, s = matrix.times, matrix.alphas, matrix.sigmas
-    vp = np.abs(a * a + s * s - 1.0)
+    vp = np.abs(a * a + s * s - 1.0) if require_vp else np.zeros(1)
     if vp.max() > atol:
         k = int(vp.argmax())
         raise UserError(f"{source}: node {k} (t = {t[k]:.6g}) has α² + σ² = {a[k] ** 2 + s[k] ** 2:.9g}, not 1: "
@@ -167,7 +174,7 @@ def check_nodes(matrix: NIMatrix, schedule, source: str, atol: float = NODE_ATOL
 
     tt = torch.as_tensor(t, dtype=torch.float64)
     ma, ms = (schedule.alpha(tt).numpy(), schedule.sigma(tt).numpy())
-    if not schedule.variance_preserving or np.abs(ma * ma + ms * ms - 1.0).max() > atol:
+    if require_vp and (not schedule.variance_preserving or np.abs(ma * ma + ms * ms - 1.0).max() > atol):
         raise UserError(f"{source}: the model schedule '{schedule.name}' is not variance preserving at the file's "
                         "nodes; NI files replay only on VP models")
     diff = np.maximum(np.abs(a - ma), np.abs(s - ms))

@@ -12,6 +12,7 @@ import torch
 
 from ..diffusion.trajectory import trajectory_error
 from ..samplers import get_sampler
+from ..samplers.grids import named_grid_of
 from .executor import execute
 from .matrix import NIMatrix, check_nodes
 from .search import marginal_exact, projection_gap, search
@@ -63,33 +64,17 @@ def replay_difference(name: str, schedule, nfe: int, denoiser: Callable, eps0: t
 
 
 # --- stored matrices replayed on a model (the paper's tuned CIFAR files) --------------------------------------------
-NAMED_GRIDS = ("quadratic_t", "uniform_t", "logsnr", "edm", "time_uniform")
-
-
-def grid_name_of(times: np.ndarray, schedule, atol: float = 1e-6) -> str:
-    """The named time grid (NAMED_GRIDS, default end points) whose n+1 points equal `times`, else "explicit"."""
-    from ..samplers import make_grid
-
-    for name in NAMED_GRIDS:
-        try:
-            g = make_grid(name, schedule, len(times) - 1).numpy()
-        except Exception:  # a grid the schedule cannot build (e.g. no σ range): not this one
-            continue
-        if g.shape == times.shape and np.abs(g - times).max() <= atol:
-            return name
-    return "explicit"
-
-
-def load_for_model(path, schedule) -> tuple[NIMatrix, dict]:
-    """A stored NI matrix checked against a model schedule: (matrix, facts for the report).
+def load_for_model(path, schedule, require_vp: bool = True) -> tuple[NIMatrix, dict]:
+    """A stored NI matrix checked against a model schedule: (matrix, facts for the report and the sweep).
 
     Refuses (UserError) bad keys/shapes/non-finite values (NIMatrix.load) and nodes off the model's schedule
-    (check_nodes, NI spec claim 12). Facts: n, node difference, grid name, max marginal errors, determinism.
+    (check_nodes, NI spec claim 12; `require_vp` as there). Facts: n, node difference, grid name, max marginal
+    errors, determinism.
     """
     m = NIMatrix.load(path)
-    node_err = check_nodes(m, schedule, str(path))
+    node_err = check_nodes(m, schedule, str(path), require_vp=require_vp)
     mg = m.marginals()
-    return m, {"n": m.n, "node_err": node_err, "grid": grid_name_of(m.times, schedule),
+    return m, {"n": m.n, "node_err": node_err, "grid": named_grid_of(m.times, schedule),
                "signal_err": float(np.abs(mg["signal_err"]).max()), "noise_err": float(np.abs(mg["noise_err"]).max()),
                "deterministic": m.deterministic, "min_c": float(m.C.min())}
 
@@ -110,20 +95,24 @@ def sample(m: NIMatrix, denoiser: Callable, eps0: torch.Tensor, batch_size: int 
 START_ALWAYS = ("ddim", "dpmpp2m")  # one-step data-prediction recursions: B = σ·e_0 already, only rows rescale
 
 
-def tune_at(schedule, nfe: int, baselines: list[str], grid: str, denoiser: Callable, grad_denoiser: Callable,
-            e_train, r_train, e_val, r_val, iterations: int, lr: float, window: int | None, seed: int = 0,
-            batch_size: int | None = None, trim: float = 0.0) -> dict:
-    """Trace the deterministic baselines at `nfe` on `grid` (plus DDIM and DPM-Solver++ 2M, always), project each
-    into the search's family (`marginal_exact`), start from the one with the lowest training error after projection,
-    tune C, and report validation trajectory errors of every baseline, of the projected start and of the tuned
-    matrix, with each baseline's projection gap (`projection_gap`). The search is full-batch and deterministic
-    (`batch_size` only chunks the gradient for memory); `seed` is unused, kept for the caller's signature."""
+def candidates(schedule, nfe: int, baselines: list[str], grid: str) -> dict[str, NIMatrix]:
+    """The deterministic baselines realisable at `nfe` on `grid` (plus DDIM and DPM-Solver++ 2M, always), traced."""
     names = list(dict.fromkeys([*baselines, *START_ALWAYS]))
     cands = {b: trace_sampler(b, schedule, nfe, grid=grid) for b in names
              if realisable(b, nfe) and not get_sampler(b).stochastic}
     if not cands:
         raise ValueError(f"no deterministic baseline can make NFE {nfe}: {baselines}")
-    r_train_cpu, r_val = r_train.cpu(), r_val.cpu()
+    return cands
+
+
+def fit_at(schedule, nfe: int, baselines: list[str], grid: str, denoiser: Callable, grad_denoiser: Callable,
+           e_train, r_train, iterations: int, lr: float, window: int | None, batch_size: int | None = None,
+           trim: float = 0.0) -> dict:
+    """Tune C at `nfe`: project every candidate baseline into the search's family (`marginal_exact`), start from the
+    one with the lowest training error after projection, and search (full-batch, deterministic; `batch_size` only
+    chunks the gradient for memory). Returns {matrix, best, train_err, losses}."""
+    cands = candidates(schedule, nfe, baselines, grid)
+    r_train_cpu = r_train.cpu()
     # the search moves inside the marginal-exact family, so the start is the baseline best after projection
     train_err = {b: trajectory_error(sample(marginal_exact(m), denoiser, e_train), r_train_cpu) for b, m in cands.items()}
     best = min(train_err, key=train_err.get)
@@ -132,13 +121,21 @@ def tune_at(schedule, nfe: int, baselines: list[str], grid: str, denoiser: Calla
                     trim=trim, batch_size=batch_size, desc=f"ni search nfe {nfe} from {best}")
     tuned = result.matrix
     tuned.meta.update({"nfe": nfe, "start": best, "grid_name": grid})
+    return {"matrix": tuned, "best": best, "train_err": train_err, "losses": result.losses}
+
+
+def score_at(schedule, nfe: int, baselines: list[str], grid: str, denoiser: Callable, tuned: NIMatrix, best: str,
+             e_val, r_val) -> dict:
+    """Held-out trajectory errors of every candidate baseline, of the search's start (`best` projected) and of the
+    tuned matrix, with the samples and each baseline's projection gap (`projection_gap`)."""
+    cands = candidates(schedule, nfe, baselines, grid)
+    r_val = r_val.cpu()
     samples = {b: sample(m, denoiser, e_val) for b, m in cands.items()}
     samples["ni_tuned"] = sample(tuned, denoiser, e_val)
-    samples["start_marginal_exact"] = sample(result.start, denoiser, e_val)
+    samples["start_marginal_exact"] = sample(marginal_exact(cands[best]), denoiser, e_val)
     val_err = {k: trajectory_error(v, r_val) for k, v in samples.items()}
     gap = {b: {k: float(np.abs(v).max()) for k, v in projection_gap(m).items()} for b, m in cands.items()}
-    return {"nfe": nfe, "best": best, "train_err": train_err, "val_err": val_err, "matrix": tuned,
-            "losses": result.losses, "samples": samples, "baselines": cands, "projection_gap": gap}
+    return {"val_err": val_err, "samples": samples, "baselines": cands, "projection_gap": gap}
 
 
 # --- sharpness --------------------------------------------------------------------------------------------------------

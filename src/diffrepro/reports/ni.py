@@ -1,21 +1,20 @@
-"""Natural Inference study (NI), one report part per function, each returning its section (and, for the parts that
-make a sweep variant, the variant's samples):
+"""Natural Inference study (NI), one report part per function, each returning its section; the matrices the sweep
+runs as samplers (`ni_tuned`, `ni_sharp`, `ni_file_<name>`) are fitted upstream (`natural_inference.fit`) or stored:
 
   matrices   traced (C, B, nodes) of every sampler (npz + CSV), heatmaps (raw and diagonal-normalised), the marginal
              table with its known deviations, and the replay-equivalence table (max |Δ| per sampler, float64)
-  search     tuned C at each NFE versus the NFE-matched baselines (trajectory error, classifier FID) beside the
-             paper's CIFAR-10 baselines; sweep variant `ni_tuned`
-  sharpness  truncated-window / boosted-last-weight family: sharpness proxies against the weight; variant `ni_sharp`
+  search     the fitted `ni_tuned` matrix at each NFE versus the NFE-matched baselines on held-out noises
+             (trajectory error, classifier FID) beside the paper's CIFAR-10 baselines; the search's loss curves
+  sharpness  truncated-window / boosted-last-weight family: sharpness proxies against the weight
   cfg        guidance scale × sampler on a class-conditional model and the exact conditional optimal denoiser
   file       a stored matrix in the paper repository's layout (ni.files.matrices.<name>), nodes checked against the
-             model's schedule, replayed as the sweep variant `ni_file_<name>`
+             model's schedule
 
-Inputs arrive loaded (`PartInputs`); matrices and figures are written into the part's folder.
+Inputs arrive loaded (`PartInputs`); figures and CSV views are written into the part's folder.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +26,16 @@ from ..errors import UserError
 from ..metrics.classifier import classify
 from ..metrics.fidelity import fid_statistics
 from ..natural_inference import plots
+from ..natural_inference.fit import VALIDATION_NOISE_SEED
 from ..natural_inference.matrix import NIMatrix
-from ..natural_inference.sharpness import delta_sigma_matrix, high_frequency_energy, sharpen
+from ..natural_inference.sharpness import delta_sigma_matrix, high_frequency_energy
 from ..natural_inference.study import (MARGINAL_COLUMNS, ddim_deficit_error, guided, load_for_model, marginal_row,
-                                       overshoot, realisable, replay_difference, sample, sharpness_sweep, trace_all,
-                                       tune_at)
+                                       overshoot, realisable, replay_difference, sample, score_at, sharpness_sweep,
+                                       trace_all)
 from ..natural_inference.tracer import trace_sampler
 from ..samplers import get_sampler
 from ..samplers.reference import reference_solution
-from ..samplers.solvers import TorchNoise
-from ..samplers.sweep import initial_noise, model_sampling, noise_seed
+from ..samplers.sweep import initial_noise
 from .figures import save_figure
 from .numbers import fmt as _fmt
 
@@ -57,6 +56,7 @@ class PartInputs:
     classifier: object = None
     tuned: str | None = None
     matrix_name: str | None = None
+    fitted: list = field(default_factory=list)  # search: (NIMatrix, fit record) per NFE (`ni fit`)
 
 
 def fmt(v, digits=3):
@@ -88,31 +88,8 @@ def _fid(classifier, x, ref_stats) -> float:
     return float(fid_statistics_to_metric(_fid_stats(classifier, x), ref_stats, False)["frechet_inception_distance"])
 
 
-def sweep_samples(cfg, model: str, variant: str, cells: list[tuple[str, int, object]], denoiser, shape,
-                  device="cpu") -> tuple[dict, dict]:
-    """(arrays, manifest) of a sweep variant in the sampling step's format (`<variant>.npz` and its `.json`), the
-    same initial noises per seed as every other sampler of the model."""
-    sweep = model_sampling(cfg, model)  # the same sample counts and seeds as the model's other sweep cells
-    arrays, records = {}, []
-    for grid, nfe, m in cells:
-        for seed in sweep["seeds"]:
-            eps = initial_noise((sweep["n_samples"], *shape), cfg["seed"], seed).to(device)
-            t0 = time.perf_counter()
-            noise = None if m.deterministic else TorchNoise(torch.Generator().manual_seed(noise_seed(cfg["seed"], seed)))
-            x = sample(m, denoiser, eps, sweep.get("batch_size", 1000), noise)
-            key = f"{grid}/nfe{nfe}/seed{seed}"
-            arrays[key] = x.float().numpy()
-            records.append({"key": key, "grid": grid, "nfe": nfe, "nfe_measured": m.n, "seed": seed,
-                            "wall_s": time.perf_counter() - t0, "t_grid": m.times.tolist(), "coords": "model",
-                            "steps": m.n, "model_t_grid": m.times.tolist(),
-                            "noise_seed": noise_seed(cfg["seed"], seed)})
-    manifest = {"model": model, "sampler": variant, "cells": records, "skipped": [], "options": {},
-                "params_seed": cfg["seed"], "n_samples": sweep["n_samples"]}
-    return arrays, manifest
-
-
 # --- parts ------------------------------------------------------------------------------------------------------------
-def matrices_part(inp: PartInputs, out: Path) -> tuple[dict, None]:
+def matrices_part(inp: PartInputs, out: Path) -> dict:
     cfg = inp.cfg
     ni = cfg["ni"]
     mcfg, ecfg = ni["matrices"], ni["equivalence"]
@@ -167,7 +144,7 @@ def matrices_part(inp: PartInputs, out: Path) -> tuple[dict, None]:
     sec["text"].append(f"Every sampler of the library is replayed by its traced matrices to within {worst:.1e} "
                        f"(largest max |Δ| over {len(eq_rows)} samplers; the check asserts ≤ 1e-10), including the "
                        f"stochastic ones with the same noise stream. The paper checks this only visually (§6).")
-    return sec, None
+    return sec
 
 
 def _marginal_text(mats, ddim_deficit_error) -> list[str]:
@@ -211,34 +188,30 @@ def _model_part(inp: PartInputs, key: str, order: int, title: str, reproduces: s
     return inp.cfg["ni"][key], sec, inp.model_name, model, model.schedule, model.denoiser(), tuple(model.data_shape)
 
 
-def search_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
+def search_part(inp: PartInputs, out: Path) -> dict:
     cfg = inp.cfg
     scfg, sec, name, model, schedule, D, shape = _model_part(
         inp, "search", 27, "Better coefficient matrices, found automatically",
         "NI §5.4 (better coefficient matrix; CIFAR-10 FID), §9 (automated search)")
-    Dg = model.denoiser(grad=True)  # the search differentiates through the network
-    n_train = scfg["n_train_per_model"].get(name, scfg["n_train"])
-    e_train = initial_noise((n_train, *shape), cfg["seed"], 9_000_001).to(model.device)
-    e_val = initial_noise((scfg["n_val"], *shape), cfg["seed"], 9_000_002).to(model.device)
+    if sorted(rec["nfe"] for _, rec in inp.fitted) != sorted(scfg["nfe"]):
+        raise UserError(f"ni study --part search: the fitted matrices cover NFE {[rec['nfe'] for _, rec in inp.fitted]}, "
+                        f"ni.search.nfe is {scfg['nfe']} (pass one --fitted file per NFE)")
+    e_val = initial_noise((scfg["n_val"], *shape), cfg["seed"], VALIDATION_NOISE_SEED).to(model.device)
     with torch.no_grad():
-        r_train = reference_solution(D, schedule, e_train, steps=scfg["reference_steps"])
         r_val = reference_solution(D, schedule, e_val, steps=scfg["reference_steps"])
-    dataset = model.info["dataset"]
     classifier = inp.classifier if scfg["fid"] and len(shape) == 3 else None
     ref_stats = None
     if classifier is not None:
         ref_stats = _fid_stats(classifier, inp.x_train)
-    results, curves, sweep_cells = [], {}, []
-    for nfe in scfg["nfe"]:
-        res = tune_at(schedule, nfe, scfg["baselines"], scfg["grid"], D, Dg, e_train, r_train, e_val, r_val,
-                      scfg["iterations"], scfg["lr"], scfg["window"], seed=int(cfg["seed"]),
-                      batch_size=scfg["batch_size"], trim=scfg["trim"])
-        res["matrix"].save(out / f"ni_tuned_nfe{nfe:03d}.npz")
-        res["matrix"].to_csv(out / f"ni_tuned_nfe{nfe:03d}_Cnorm.csv", which="Cnorm")
+    results, curves = [], {}
+    for matrix, fit in sorted(inp.fitted, key=lambda f: f[1]["nfe"]):
+        nfe, n_train = fit["nfe"], fit["n_train"]
+        res = {"nfe": nfe, "best": fit["start"], "matrix": matrix,
+               **score_at(schedule, nfe, scfg["baselines"], scfg["grid"], D, matrix, fit["start"], e_val, r_val)}
+        matrix.to_csv(out / f"ni_tuned_nfe{nfe:03d}_Cnorm.csv", which="Cnorm")
         if ref_stats is not None:
             res["fid"] = {k: _fid(classifier, v, ref_stats) for k, v in res["samples"].items()}
-        curves[f"NFE {nfe} (from {res['best']})"] = res["losses"]
-        sweep_cells.append((scfg["grid"], nfe, res["matrix"]))
+        curves[f"NFE {nfe} (from {fit['start']})"] = fit["losses"]
         results.append(res)
     fid_col = ref_stats is not None
     rows = []
@@ -280,10 +253,10 @@ def search_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
                                                             clip=3.0), out / "tuned_Cnorm.png"),
                            "caption": "Tuned matrices divided by their diagonal: compare with the paper's "
                                       "alternating-sign, short-window CIFAR matrices of the paper's repository."})
-    return sec, sweep_samples(cfg, name, "ni_tuned", sweep_cells, D, shape, model.device)
+    return sec
 
 
-def sharpness_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
+def sharpness_part(inp: PartInputs, out: Path) -> dict:
     cfg = inp.cfg
     c, sec, name, model, schedule, D, shape = _model_part(
         inp, "sharpness", 28, "Sharpness control by editing the coefficient matrix",
@@ -323,11 +296,10 @@ def sharpness_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]
                        f"{top['last_weight']:g} {hf_txt}the distance to the nearest training sample from {nn0:.4g} to "
                        f"{top['nn_distance']:.4g}. The paper's claim (averaging early, blurry predictions softens; "
                        "truncating and boosting sharpens) predicts a rise of the energy and a fall of the distance.")
-    sweep_m = sharpen(base, c["window"], c["sweep_last_weight"])
-    return sec, sweep_samples(cfg, name, "ni_sharp", [(c["grid"], c["nfe"], sweep_m)], D, shape, model.device)
+    return sec
 
 
-def cfg_part(inp: PartInputs, out: Path) -> tuple[dict, None]:
+def cfg_part(inp: PartInputs, out: Path) -> dict:
     cfg = inp.cfg
     c = cfg["ni"]["cfg"]
     sec = _section(inp, "ni_cfg", 29, "Classifier-free guidance across samplers",
@@ -385,10 +357,10 @@ def cfg_part(inp: PartInputs, out: Path) -> tuple[dict, None]:
         fig = plots.cfg_figure(summary, list(beds), list(mats), [float(w) for w in c["scales"]])
         sec["figures"].append({"path": _save(fig, out / "cfg.png"),
                                "caption": "FID and overshoot against the guidance scale, per sampler and denoiser."})
-    return sec, None
+    return sec
 
 
-def file_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
+def file_part(inp: PartInputs, out: Path) -> dict:
     cfg = inp.cfg
     files = file_matrices(cfg)
     if inp.matrix_name not in files:
@@ -398,13 +370,13 @@ def file_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
         raise UserError(f"ni.files.matrices.{inp.matrix_name}: matrix file {path} not found (a .npz with past_xstart_coeff, "
                         "past_epsilon_coeff, node_coeff; the paper's tuned CIFAR-10 matrices are published in the "
                         "NaturalDiffusion repository as weights/step_<n>_weight_<k>.npz)")
-    variant = f"ni_file_{inp.matrix_name}"
+    sampler = f"ni_file_{inp.matrix_name}"
     model = inp.model
     m, facts = load_for_model(path, model.schedule)
     sec = _section(inp, f"ni_file_{name}_{inp.matrix_name}", 27, f"Stored NI matrix '{inp.matrix_name}' replayed on "
-                   f"'{name}'", "NI §5.4 (the paper's tuned CIFAR-10 matrices as sampler variants)")
+                   f"'{name}'", "NI §5.4 (the paper's tuned CIFAR-10 matrices as samplers)")
     sec["tables"].append({"id": f"ni_file_{name}_{inp.matrix_name}", "caption": f"Matrix file {path} checked against the "
-                          f"schedule of model '{name}' and replayed as sweep variant `{variant}`.",
+                          f"schedule of model '{name}' and swept as sampler `{sampler}`.",
                           "columns": ["matrix", "NFE", "grid", "max node |Δα|, |Δσ|", "max |ΣC−α|", "max |‖B‖−σ|",
                                       "min C", "B"],
                           "rows": [[inp.matrix_name, facts["n"], facts["grid"], f"{facts['node_err']:.1e}",
@@ -412,9 +384,8 @@ def file_part(inp: PartInputs, out: Path) -> tuple[dict, tuple[dict, dict]]:
                                     "column 0" if facts["deterministic"] else "dense"]]})
     sec["text"].append(f"The {facts['n'] + 1} nodes [t, α, σ] of {path} equal the model schedule's α(t), σ(t) to "
                        f"{facts['node_err']:.1e} (refused above 1e-6); its rows sum to α(τ_{{k+1}}) to "
-                       f"{facts['signal_err']:.1e}. Its samples are scored like any sampler (`{variant}`).")
-    return sec, sweep_samples(cfg, name, variant, [(facts["grid"], m.n, m)], model.denoiser(), tuple(model.data_shape),
-                              model.device)
+                       f"{facts['signal_err']:.1e}. The sweep runs it as the sampler `{sampler}`.")
+    return sec
 
 
 def file_matrices(cfg) -> dict:

@@ -77,7 +77,7 @@ def sweep_grid(grid: str, sampler: str) -> str:
         return grid
     try:
         return get_sampler(sampler).default_grid
-    except UserError:  # sweep variants of other areas (ni_tuned, ...) are not in the sampler registry
+    except UserError:  # a sampler this version no longer has
         return grid
 
 

@@ -126,3 +126,20 @@ def convert_grid(grid, src, dst) -> torch.Tensor:
     if src is dst:
         return grid
     return dst.t_from_lambda(src.lambda_(grid))
+
+
+NAMED_GRIDS = ("quadratic_t", "uniform_t", "logsnr", "edm", "time_uniform")
+
+
+def named_grid_of(times, schedule, atol: float = 1e-6) -> str:
+    """The named grid (NAMED_GRIDS, default end points and options) whose K+1 points are `times` on `schedule`, else
+    "explicit": how a coefficient matrix's nodes are labelled in the sweep's tables."""
+    times = torch.as_tensor(times, dtype=F64)
+    for name in NAMED_GRIDS:
+        try:
+            g = make_grid(name, schedule, len(times) - 1)
+        except Exception:  # noqa: BLE001 - a grid this schedule cannot build (e.g. no σ range): not this one
+            continue
+        if g.shape == times.shape and float((g - times).abs().max()) <= atol:
+            return name
+    return "explicit"

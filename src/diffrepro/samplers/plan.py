@@ -63,6 +63,22 @@ def plan(sampling: dict, sampler_name: str, trained_nfe=None) -> tuple[list[dict
     return cells, skipped
 
 
+def matrix_plan(sampling: dict, sampler_name: str, matrices: dict) -> tuple[list[dict], list[dict]]:
+    """(cells, []) of a coefficient-matrix sampler (NI §3.1): every (matrix, seed), on the matrix's own grid and NFE.
+    `matrices` maps each matrix file to (grid name, NFE), the name from its nodes (`grids.named_grid_of`)."""
+    from ..errors import UserError
+
+    cells, owner = [], {}
+    for path, (grid, nfe) in matrices.items():
+        for seed in sampling["seeds"]:
+            key = f"{grid}/nfe{nfe}/seed{seed}"
+            if key in owner:
+                raise UserError(f"{sampler_name}: matrix files {owner[key]} and {path} both make cell {key}")
+            owner[key] = path
+            cells.append({"key": key, "grid": grid, "nfe": nfe, "seed": seed, "steps": nfe, "matrix": str(path)})
+    return cells, []
+
+
 def gits_grid_builder(sampling, cfg, denoiser, schedule, shape, device):
     """steps → GITS grid on the model schedule; the teacher runs once, lazily (EDM coordinates, GEO §3.2)."""
     from ..diffusion.denoisers import reschedule
@@ -108,11 +124,14 @@ def coordinate_problem(coords: str, schedule, grid) -> str | None:
 
 
 def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], skipped: list[dict], predictors: dict,
-                 decide, denoiser, schedule, shape, device, bar, gits=None) -> tuple[dict, list[dict]]:
+                 decide, denoiser, schedule, shape, device, bar, gits=None, matrices=None) -> tuple[dict, list[dict]]:
     """(arrays keyed by cell, manifest records) of every planned cell; cells whose grid cannot be made on this schedule
     or moved into the sampler's coordinates join `skipped`. `predictors`: NFE → (path, AMED predictor), whose step
     options `decide(predictor, grid)` gives; `bar.update(1)` is called once per cell. `gits`: a
-    `gits_grid_builder` result to share between samplers of one model (built here otherwise)."""
+    `gits_grid_builder` result to share between samplers of one model (built here otherwise). `matrices`: file →
+    NIMatrix for the cells of a coefficient-matrix sampler (`matrix_plan`), which run on the matrix's nodes."""
+    import torch
+
     from ..errors import UserError
     from .registry import get_sampler
     from .sweep import initial_noise, model_grid, noise_seed, run_cell
@@ -126,8 +145,10 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
     for cell in cells:
         bar.update(1)
         g0 = time.perf_counter()
+        matrix = {"matrix": matrices[cell["matrix"]]} if "matrix" in cell else {}
         try:
-            grid = model_grid(cell["grid"], schedule, cell["steps"], grid_opts.get(cell["grid"]), gits)
+            grid = (torch.as_tensor(matrix["matrix"].times, dtype=torch.float64) if matrix else
+                    model_grid(cell["grid"], schedule, cell["steps"], grid_opts.get(cell["grid"]), gits))
         except UserError as exc:  # a grid this schedule cannot make (e.g. respaced on a continuous schedule)
             skipped.append(_skip(cell, str(exc)))
             continue
@@ -140,7 +161,7 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
         if cell["nfe"] in predictors:
             path, predictor = predictors[cell["nfe"]]
             amed = {"amed": {"predictor": str(path), **decide(predictor, grid)}}
-        cell_options = {**(options or {}), **cell.get("options", {}),
+        cell_options = {**(options or {}), **cell.get("options", {}), **matrix,
                         **{k: v for k, v in amed.get("amed", {}).items() if k != "predictor"}}
         seed = noise_seed(cfg["seed"], cell["seed"])
         out, rec = run_cell(denoiser, schedule, sampler, grid, noises[cell["seed"]], options=cell_options,
@@ -150,8 +171,8 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
                         "nfe_measured": rec["nfe_measured"], "seed": cell["seed"], "wall_s": rec["wall_s"],
                         "t_grid": rec["t_grid"], "coords": rec["coords"], "steps": cell["steps"],
                         "model_t_grid": [float(v) for v in grid], "grid_wall_s": grid_s, "noise_seed": seed,
-                        **cell.get("options", {}),
-                        **({"sde_seed": seed + 1} if spec.stochastic else {}),
+                        **cell.get("options", {}), **({"matrix": cell["matrix"]} if matrix else {}),
+                        **({"sde_seed": seed + 1} if spec.stochastic or (matrix and not matrix["matrix"].deterministic) else {}),
                         **({"gits_indices": gits_state["gits"].indices[cell["steps"]]} if cell["grid"] == "gits"
                            else {}), **amed})
     return arrays, records

@@ -2,7 +2,8 @@
 
 Coordinates: "model" = the model's own schedule (DDPM/DDIM/NI's ODE and SDE Euler), "edm" = VE coordinates t = σ_ve
 (the GEO toolbox samplers), "flow" = rectified-flow time (flow Euler). The sweep reschedules the denoiser and the grid
-into them. NFE n → K steps: n = e·K − [afs] + [denoise_to_zero] (GEO §2.10), where e = the evaluations per step
+into them. NFE n → K steps: n = e·K − [afs] + [denoise_to_zero] (GEO §2.10; the rule lives in `diffrepro.nfe`, shared with
+the params check), where e = the evaluations per step
 under the options in force (`evals_per_step`: e.g. `order` of a singlestep DPM-Solver, the base of an AMED-Plugin);
 an n with no integer K is skipped, never rounded; `afs: auto` takes AFS exactly where the NFE needs it
 (`concrete_options`). The call counter (`CountingDenoiser`) is the judge: every
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
+from .. import nfe as nfe_rules
 from ..errors import UserError
 from . import amed as A
 from . import solvers as S
@@ -44,7 +46,9 @@ class SamplerSpec:
         NFE of a two-call step, as in the AMED tables, GEO §2.10); other options unchanged."""
         opts = dict(options or {})
         if opts.get("afs") == "auto":
-            opts["afs"] = self.steps_for_nfe(nfe, options={**opts, "afs": False}) is None
+            merged = self.merged_options(opts)
+            opts["afs"] = nfe_rules.resolve_afs("auto", nfe, self.evals_per_step(opts),
+                                                bool(merged.get("denoise_to_zero", False)))
         return opts
 
     def _accounting(self, afs, denoise_to_zero, options) -> tuple[int, bool, bool]:
@@ -60,15 +64,12 @@ class SamplerSpec:
         """K steps realising exactly `nfe` denoiser calls with `options`, or None if no integer K does.
         `afs` / `denoise_to_zero` given explicitly win over the options' values; `afs: auto` is resolved for `nfe`."""
         per_step, afs, dz = self._accounting(afs, denoise_to_zero, self.concrete_options(nfe, options))
-        n = int(nfe) + int(afs) - int(dz)
-        if n < per_step or n % per_step:
-            return None
-        return n // per_step
+        return nfe_rules.steps_for_nfe(nfe, per_step, afs, dz)
 
     def nfe_for_steps(self, steps: int, afs: bool | None = None, denoise_to_zero: bool | None = None, *,
                       options: dict | None = None) -> int:
         per_step, afs, dz = self._accounting(afs, denoise_to_zero, options)
-        return per_step * steps - int(afs) + int(dz)
+        return nfe_rules.nfe_for_steps(steps, per_step, afs, dz)
 
     def bind(self, user_options: dict | None = None) -> Callable:
         """The sampler function with the fixed options and validated user options applied."""
@@ -143,7 +144,27 @@ SAMPLERS.update({f"amed_plugin_{b}": _plugin_spec(SAMPLERS[b]) for b in AMED_PLU
 AMED_SAMPLERS = ("amed",) + tuple(f"amed_plugin_{b}" for b in AMED_PLUGIN_BASES)
 
 
+# Natural Inference matrices as samplers (NI §3.1): `ni_tuned` (fitted by ni.search, NI §5.4/§9), `ni_sharp`
+# (ni.sharpness, NI §5.3) and `ni_file_<name>` (ni.files.matrices.<name>). The grid and NFE are the matrix's own, so
+# each sweep cell passes its matrix (option `matrix`); they are reached through `get_sampler`, not listed in SAMPLERS,
+# whose entries run on any grid.
+MATRIX_SAMPLERS = ("ni_tuned", "ni_sharp")
+STORED_MATRIX_PREFIX = "ni_file_"
+
+
+def is_matrix_sampler(name: str) -> bool:
+    return name in MATRIX_SAMPLERS or (name.startswith(STORED_MATRIX_PREFIX) and len(name) > len(STORED_MATRIX_PREFIX))
+
+
+@lru_cache(maxsize=None)
+def _matrix_spec(name: str) -> SamplerSpec:
+    return SamplerSpec(name, S.coefficient_matrix, "model", 1, float("nan"), "the matrix's own nodes", "matrix")
+
+
 def get_sampler(name: str) -> SamplerSpec:
-    if name not in SAMPLERS:
-        raise UserError(f"unknown sampler '{name}' (known: {sorted(SAMPLERS)})")
-    return SAMPLERS[name]
+    if name in SAMPLERS:
+        return SAMPLERS[name]
+    if is_matrix_sampler(name):
+        return _matrix_spec(name)
+    raise UserError(f"unknown sampler '{name}' (known: {sorted(SAMPLERS)}; coefficient matrices: "
+                    f"{', '.join(MATRIX_SAMPLERS)}, {STORED_MATRIX_PREFIX}<name>)")

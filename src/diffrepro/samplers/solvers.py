@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 __all__ = ["ddim", "sde_euler", "euler", "heun", "rk4", "dpm_singlestep", "dpmpp_multistep", "deis", "ipndm",
-           "ipndm_v", "unipc", "sampler", "Nodes", "TorchNoise", "AnalyticalFirstStep", "Recording"]
+           "ipndm_v", "unipc", "coefficient_matrix", "sampler", "Nodes", "TorchNoise", "AnalyticalFirstStep", "Recording"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -547,3 +547,24 @@ def unipc(denoiser, x, grid, schedule, noise=None, *, order: int = 3, variant: s
         x = x_base + corr * (-a1 * big_b)
         ms, lams = [m_new] + ms[: order - 1], [n.lam[i + 1]] + lams[: order - 1]
     return x
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a coefficient matrix as a sampler (NI §3.1: tuned §5.4 / §9, sharpened §5.3, or a stored file)
+# ---------------------------------------------------------------------------------------------------------------------
+@sampler
+def coefficient_matrix(denoiser, x, grid, schedule, noise=None, *, matrix=None):
+    """The sampler a Natural Inference triple (C, B, nodes) defines (NI eq. 3.1):
+
+        ε_0 = x/σ(τ_0),   y_k = D(x_k, τ_k),   x_{k+1} = Σ_j C[k,j]·y_j + Σ_j B[k,j]·ε_j.
+
+    `matrix` is any object with `times`, `sigmas` and `replay(denoiser, eps0, noise)`
+    (`natural_inference.NIMatrix`); `grid` must be its nodes τ_0..τ_n in `schedule`'s time, since the coefficients
+    hold only there. NFE = n."""
+    if matrix is None:
+        raise ValueError("coefficient_matrix needs matrix=… (an NIMatrix: tuned, sharpened or read from a file)")
+    times = [float(v) for v in matrix.times]
+    grid = [float(v) for v in grid]
+    if len(grid) != len(times) or max(abs(a - b) for a, b in zip(grid, times)) > 1e-9 * max(1.0, abs(times[0])):
+        raise ValueError(f"coefficient_matrix: the grid must be the matrix's {len(times)} nodes {times}, got {grid}")
+    return matrix.replay(denoiser, x / float(matrix.sigmas[0]), noise)

@@ -1,6 +1,5 @@
-"""Natural Inference study, one part per call (`--part`; diffrepro.reports.ni): writes
-`<out-dir>/section.json` for the report, and for the search, sharpness and file parts the sweep variant's samples
-`--sweep-out` (S.npz, S.json beside it) in the sampling step's format.
+"""Natural Inference study, one part per call (`--part`; diffrepro.reports.ni): writes `<out-dir>/section.json` for
+the report. The search part scores the matrices `ni fit` fitted (`--fitted`, one per NFE, each with its .json record).
 
 Example: diffrepro ni study --params params/default.yaml --part matrices --out-dir results/ni/matrices
 """
@@ -8,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from . import add_params_arg, write_sample_file
+from . import add_params_arg
 
 
 def configure(parser):
@@ -21,9 +20,10 @@ def configure(parser):
     parser.add_argument("--checkpoint", help="results/models/<model>/model.pt (every part but matrices)")
     parser.add_argument("--data", help="results/data/<dataset>/data.npz of the model's dataset")
     parser.add_argument("--classifier", help="results/classifiers/<dataset>/classifier.pt (classifier FID)")
-    parser.add_argument("--tuned", help="cfg: results/ni/search/<model>/ni_tuned_nfeN.npz for the sampler ni_tuned")
+    parser.add_argument("--tuned", help="cfg: results/ni/fit/<model>/ni_tuned_nfeNNN.npz for the sampler ni_tuned")
+    parser.add_argument("--fitted", action="append", default=[], metavar="FILE",
+                        help="search: results/ni/fit/<model>/ni_tuned_nfeNNN.npz (`ni fit`), one per ni.search.nfe")
     parser.add_argument("--name", default=None, help="file: a key of ni.files.matrices (the stored matrix to replay)")
-    parser.add_argument("--sweep-out", help="search/sharpness/file: results/samples/<model>/<variant>.npz")
     parser.add_argument("--threads", type=int, default=None)
 
 
@@ -34,9 +34,11 @@ def _inputs(cfg: dict, args, model_name: str | None):
     from .. import data, runtime, sources
     from ..errors import UserError
     from ..metrics.classifier import load_classifier
+    from ..natural_inference.fit import load_fitted
     from ..reports.ni import PartInputs
 
-    inp = PartInputs(cfg, args.params, model_name, tuned=args.tuned, matrix_name=args.name)
+    inp = PartInputs(cfg, args.params, model_name, tuned=args.tuned, matrix_name=args.name,
+                     fitted=[load_fitted(path) for path in args.fitted])
     if model_name is None:
         return inp
     needs_data = args.part in ("sharpness", "cfg") or (args.part == "search" and args.classifier)
@@ -61,16 +63,9 @@ def run(args):
     model_name = part_model(cfg, args.part, args.model, args.params)
     if model_name is not None and model_name not in cfg["models"]:
         raise UserError(f"{args.params}: ni.{args.part}.model '{model_name}' is not a key of 'models'")
-    if args.part in ("search", "sharpness", "file") and not args.sweep_out:
-        raise UserError(f"ni study --part {args.part}: pass --sweep-out results/samples/{model_name}/<variant>.npz")
     out = ensure_writable_dir(args.out_dir)
     start = time.perf_counter()
-    sec, sweep = PART_FUNCTIONS[args.part](_inputs(cfg, args, model_name), out)
-    if sweep is not None:
-        arrays, manifest = sweep
-        write_sample_file(args.sweep_out, arrays, manifest, cfg["ni"], cfg["seed"], model=manifest["model"],
-                          sampler=manifest["sampler"])
-        sec["sweep_file"] = str(args.sweep_out)
+    sec = PART_FUNCTIONS[args.part](_inputs(cfg, args, model_name), out)
     sec["wall_s"] = time.perf_counter() - start
     dest = out / "section.json"
     write_json(dest, sec)

@@ -5,6 +5,7 @@ Outputs (read by `evaluate`): S.npz with one float32 array per cell keyed `GRID/
 NCHW) and S.json = {model, sampler, cells: [{key, grid, nfe, nfe_measured, seed, wall_s, t_grid, ...}], skipped}.
 `--reference` writes `_reference.npz` keyed `seedK` and `_reference.json` (solver, steps, self-consistency).
 The initial noise of seed K is the same for every sampler and the reference (samplers.sweep.initial_noise).
+A coefficient-matrix sampler (ni_tuned, ni_sharp, ni_file_<name>) runs its `--matrix` files, each on its own nodes.
 Several samplers of one model may run in one process (`--sampler A B --out A.npz B.npz`; `sampling.jobs:
 per_model`): the model is loaded and the GITS teacher run once; each file is the same as from its own process.
 """
@@ -31,6 +32,9 @@ def configure(parser):
     parser.add_argument("--amed-predictor", action="append", default=[], metavar="FILE",
                         help="AMED predictor (`amed train` output) for an AMED sampler; one per (sampler, NFE). Given "
                              "any for a sampler, its AMED cells at other NFE are skipped")
+    parser.add_argument("--matrix", action="append", default=[], metavar="SAMPLER=FILE",
+                        help="NI coefficient matrix (.npz) of a matrix sampler (ni_tuned, ni_sharp, ni_file_<name>); "
+                             "one per (sampler, NFE); its cells run on the matrix's own nodes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.num_threads wins)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -54,28 +58,31 @@ def _load(cfg, args):
 
 def run_samplers(cfg, args) -> int:
     from ..amed import decisions_on_grid, predictors_by_sampler
+    from ..natural_inference.fit import matrix_files, matrix_plans
     from ..samplers import get_sampler
     from ..samplers.plan import gits_grid_builder, plan, sample_cells
 
     sampling = model_sampling(cfg, args.model)
     predictors = predictors_by_sampler(args.amed_predictor, args.model, args.sampler)
-    plans = {s: plan(sampling, s, trained_nfe=set(predictors[s])) for s in args.sampler}
+    files = matrix_files(args.matrix, args.sampler)
+    plans = {s: plan(sampling, s, trained_nfe=set(predictors[s])) for s in args.sampler if s not in files}
     denoiser, schedule, shape, device = _load(cfg, args)
+    matrices = matrix_plans(sampling, files, schedule, plans)  # node-checked on this schedule; their cells join plans
     gits = gits_grid_builder(sampling, cfg, denoiser, schedule, shape, device)  # one teacher run for all samplers
-    files = []
+    outputs = []
     for sampler in args.sampler:  # sample everything first, then write: no partial outputs
         cells, skipped = plans[sampler]
         start = time.perf_counter()
         with _progress(len(cells), args.no_progress, f"sample {args.model}/{sampler}") as bar:
             arrays, records = sample_cells(cfg, sampling, sampler, cells, skipped, predictors[sampler],
                                            lambda p, grid, s=sampler: decisions_on_grid(p, s, schedule, grid),
-                                           denoiser, schedule, shape, device, bar, gits=gits)
+                                           denoiser, schedule, shape, device, bar, gits=gits, matrices=matrices)
         options = sampling.get("sampler_options", {}).get(sampler)
-        files.append((sampler, arrays, {"model": args.model, "sampler": sampler, "cells": records, "skipped": skipped,
-                                        "options": get_sampler(sampler).merged_options(options),
-                                        "params_seed": cfg["seed"], "n_samples": shape[0],
-                                        "wall_s": time.perf_counter() - start}))
-    for out, (sampler, arrays, manifest) in zip(args.out, files):
+        outputs.append((sampler, arrays, {"model": args.model, "sampler": sampler, "cells": records,
+                                          "skipped": skipped, "options": get_sampler(sampler).merged_options(options),
+                                          "params_seed": cfg["seed"], "n_samples": shape[0],
+                                          "wall_s": time.perf_counter() - start}))
+    for out, (sampler, arrays, manifest) in zip(args.out, outputs):
         write_sample_file(out, arrays, manifest, sampling, cfg["seed"], model=args.model, sampler=sampler)
         print(f"{args.model}/{sampler}: {len(manifest['cells'])} cells ({len(manifest['skipped'])} skipped) in "
               f"{manifest['wall_s']:.1f} s → {out}")
@@ -104,6 +111,7 @@ def run(args) -> int:
     from .. import config
     from ..errors import UserError
     from ..samplers import get_sampler
+    from ..samplers.registry import is_matrix_sampler
 
     for out in args.out:
         if Path(out).suffix != ".npz":
@@ -116,8 +124,8 @@ def run(args) -> int:
     section(cfg, "models", args.model, args.params)
     if args.sampler is not None:
         for sampler in args.sampler:  # unknown names fail before any model is loaded
-            get_sampler(sampler)
-            resolve_grids(model_sampling(cfg, args.model), sampler)
+            if not is_matrix_sampler(get_sampler(sampler).name):  # a matrix brings its own grid
+                resolve_grids(model_sampling(cfg, args.model), sampler)
         return run_samplers(cfg, args)
     args.out = args.out[0]
     return run_reference(cfg, args)
