@@ -18,13 +18,40 @@ TIME_CONVENTION = ("Times: t ∈ [0, 1] is the continuous model time (t = 0 clea
                    "the weighted-sum degradation tables, which use the paper's discrete 0–999 step index of the "
                    "1000-step DDPM schedule (t = 500 there is σ/α ≈ 3.44); σ is the VE/EDM noise level σ/α.")
 
-LIMITATIONS = ("Limitations: every model here is trained on the CPU in minutes (toy 2-D data, 8×8 digits), so "
-               "absolute numbers are not comparable with the papers' (50k samples, Inception features, EDM / "
-               "score_sde / 35.7M-parameter checkpoints). Image metrics are Fréchet and kernel distances in the "
-               "feature space of the pipeline's own digits classifier, not Inception. Most cells are one sampling "
-               "seed; a difference between two cells is called a reproduction only where it exceeds the spread over "
-               "seeds, and sampler comparisons share the initial noise (paired). Claims that need the published "
-               "checkpoints (CIFAR-10, ImageNet, SD3) are listed as not testable at this scale.")
+SPACE_LABELS = {"classifier": "the pipeline's own {d} classifier (not Inception)",
+                "inception": "Inception-v3 pool3 (torch-fidelity)",
+                "inception_ts": "the StyleGAN3/EDM TorchScript Inception-v3 (the published FID detector)"}
+
+
+def _count(k: int, noun: str) -> str:
+    return f"{k} {noun}{'' if k == 1 else 's'}"
+
+
+def limitations_text(cfg: dict) -> str:
+    """The limitations paragraph for this config: which models (trained here, for how long, or imported), how many
+    samples and seeds per cell, and the feature space of each swept image dataset's metrics."""
+    from ..metrics.spaces import feature_kind
+
+    models = cfg.get("models", {})
+    swept = cfg.get("sampling", {}).get("models", [])
+    trained = [m for m in models.values() if not m.get("source")]
+    imported = sorted(n for n, m in models.items() if m.get("source"))
+    steps = max((m.get("train", {}).get("steps", 0) for m in trained), default=0)
+    who = (f"{_count(len(trained), 'model')} trained by this pipeline for at most {steps} steps" if trained else "")
+    who += (" and " if who and imported else "") + (f"{_count(len(imported), 'published checkpoint')} "
+                                                   f"({', '.join(imported)})" if imported else "")
+    spaces = sorted({SPACE_LABELS.get(k, k).format(d=d) for d, k in
+                     ((models[m]["dataset"], feature_kind(cfg, models[m]["dataset"])) for m in swept if m in models)
+                     if k != "vector"})
+    n, seeds = cfg.get("sampling", {}).get("n_samples"), cfg.get("sampling", {}).get("seeds", [])
+    return (f"Limitations: {who or 'no models'}, {n} samples per sweep cell and {_count(len(seeds), 'sampling seed')}, so "
+            "absolute numbers are comparable with the papers' (50k samples, Inception features, full-size networks) "
+            "only where a section says so. "
+            + (f"Image metrics are Fréchet and kernel distances in the feature space of {'; '.join(spaces)}. "
+               if spaces else "")
+            + "A difference between two cells is called a reproduction only where it exceeds the spread over "
+            "seeds, and sampler comparisons share the initial noise (paired). Claims whose inputs this run does not "
+            "compute (e.g. CIFAR-10, ImageNet or SD3 checkpoints) are listed as not testable at this scale.")
 
 
 def models_text(cfg: dict) -> str:

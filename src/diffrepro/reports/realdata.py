@@ -2,7 +2,7 @@
 reference split), two anchors in the same feature space (real train images and uniform noise against the test
 split), and whether FID falls with NFE for the high-order samplers (GEO §5: convergence of fast solvers).
 
-Pure functions over plain numbers and the aggregated metrics table; the step `real section` computes the anchors."""
+Functions over plain numbers and the aggregated metrics table; `feature_spaces` scores the anchors (no file I/O)."""
 from __future__ import annotations
 
 import polars as pl
@@ -21,6 +21,34 @@ def is_high_order(sampler: str) -> bool:
         return get_sampler(sampler).order >= 2  # a matrix sampler's order is NaN: not claimed
     except UserError:  # not a sampler (e.g. a renamed one in an old metrics table)
         return False
+
+
+def feature_spaces(cfg: dict, dataset: str, models: list[str], refstats, classifier: str | None, x_train, x_test,
+                   agg: pl.DataFrame, samples: list[str], reference: list[str]) -> list[dict]:
+    """The section's feature spaces: the sweep's own (anchors: real train images and uniform noise against the test
+    split, and the per-cell FIDs of the aggregated table) and, when the sweep scores in another space (Inception) and a
+    classifier is given, our classifier's space beside it (its reference statistics, anchors and per-cell FIDs from
+    the sample files)."""
+    import copy
+
+    from ..metrics.refstats import compute as compute_refstats
+    from ..metrics.scoring import CellScorer, sample_cells, space_summary
+    from ..metrics.spaces import feature_kind
+    from ..samplers.sweep import model_sampling
+
+    n_samples = max([model_sampling(cfg, m)["n_samples"] for m in models] or [1000])
+    n = min(n_samples, len(x_train))
+    own = CellScorer(cfg, dataset, refstats, classifier)
+    spaces = [{**space_summary(own, refstats, x_train, n, n_samples, cfg["seed"], reference),
+               "cells": {m: cells_from_agg(agg, m, f"fid_{own.space.name}") for m in models}}]
+    if feature_kind(cfg, dataset) != "classifier" and classifier:
+        cfg_clf = copy.deepcopy(cfg)
+        cfg_clf["metrics"].setdefault("feature_extractor", {})[dataset] = "classifier"
+        ref_clf = compute_refstats(cfg_clf, dataset, x_test, classifier)
+        clf = CellScorer(cfg_clf, dataset, ref_clf, classifier)
+        spaces.append({**space_summary(clf, ref_clf, x_train, n, n_samples, cfg["seed"], reference),
+                       "cells": sample_cells(clf, samples)})
+    return spaces
 
 
 def detector_label(space: str, extractor: str, dim: int | None) -> str:

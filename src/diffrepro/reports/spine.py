@@ -125,6 +125,9 @@ def pivot_table(agg: pl.DataFrame, model: str, metric: str, divergent: set, kind
     sub = agg.filter((pl.col("model") == model) & pl.col(f"{metric}_mean").is_not_null())
     value = {(r["sampler"], r["grid"], r["nfe"]): r[f"{metric}_mean"] for r in sub.iter_rows(named=True)}
     samplers, nfes = sorted(set(sub["sampler"])), sorted(set(sub["nfe"]))
+    # grids only some samplers run on (a coefficient matrix's own nodes, e.g. ni_tuned on quadratic_t) get columns too
+    covered = {sweep_grid(k, s) for k in kinds for s in samplers}
+    kinds = list(kinds) + sorted({g for _, g, _ in value} - covered)
     columns = [(n, k) for n in nfes for k in kinds if any((s, sweep_grid(k, s), n) in value for s in samplers)]
     rows = [[s] for s in samplers]
     for n, k in columns:
@@ -235,8 +238,9 @@ def spine_section(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path, co
     n_seeds = agg["n_seeds"].max()
     text = [f"{agg.height} cells: {len(models)} models × samplers {sorted(set(agg['sampler']))} × grids "
             f"{sorted(set(agg['grid']))} × NFE {sorted(set(agg['nfe']))}, up to {n_seeds} seed(s) each. "
-            "FID/KID on images are computed in the feature space named in the column (e.g. the pipeline's own "
-            "digits classifier), so they are comparable across our rows but not with Inception FIDs; "
+            "FID/KID on images are computed in the feature space named in the column (`fid_<dataset>_classifier`: "
+            "the pipeline's own classifier), so they are comparable across our rows but with Inception FIDs only "
+            "where the column is an Inception one; "
             "`traj_rmse` is the RMS distance per coordinate to a high-accuracy PF-ODE solution from the same "
             "initial noise (data units, images in [-1, 1])."]
     if divergent:

@@ -4,7 +4,6 @@ real train images and of uniform noise against the test split. When the sweep sc
 our own classifier's space is added: its reference statistics, anchors and per-cell FIDs from the sample files."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from . import add_params_arg, add_threads_arg, section
@@ -30,7 +29,7 @@ def configure(parser):
 def run(args) -> int:
     from .. import config, data, io, runtime
     from ..errors import UserError
-    from ..metrics.spaces import check_weights_early, feature_kind
+    from ..metrics.spaces import check_weights_early
     from ..reports import realdata
 
     cfg = config.load(args.params)
@@ -41,33 +40,18 @@ def run(args) -> int:
     check_weights_early(cfg, args.dataset)
     import polars as pl
 
-    from ..metrics.refstats import compute as compute_refstats
     from ..metrics.refstats import load as load_refstats
-    from ..metrics.scoring import CellScorer, sample_cells, space_summary
-    from ..samplers.sweep import model_sampling
 
     runtime.limit_threads(cfg, args.threads)
     models = [m for m in cfg["sampling"]["models"] if cfg["models"][m]["dataset"] == args.dataset]
-    n_samples = max([model_sampling(cfg, m)["n_samples"] for m in models] or [1000])
     arrays = data.load_npz(args.data, ("x_train", "x_test"))
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     meta = io.read_json(Path(args.data).with_suffix(".json")) if Path(args.data).with_suffix(".json").exists() else {}
     split = meta.get("split") or {"train": len(x_train), "test": len(x_test)}
     if not Path(args.metrics).is_file():
         raise UserError(f"missing input file: {args.metrics}")
-    agg = pl.read_parquet(args.metrics)
-    refstats = load_refstats(args.refstats)
-    own = CellScorer(cfg, args.dataset, refstats, args.classifier)
-    n = min(n_samples, len(x_train))
-    spaces = [{**space_summary(own, refstats, x_train, n, n_samples, cfg["seed"], args.reference),
-               "cells": {m: realdata.cells_from_agg(agg, m, f"fid_{own.space.name}") for m in models}}]
-    if feature_kind(cfg, args.dataset) != "classifier" and args.classifier:
-        cfg_clf = copy.deepcopy(cfg)
-        cfg_clf["metrics"].setdefault("feature_extractor", {})[args.dataset] = "classifier"
-        ref_clf = compute_refstats(cfg_clf, args.dataset, x_test, args.classifier)
-        clf = CellScorer(cfg_clf, args.dataset, ref_clf, args.classifier)
-        spaces.append({**space_summary(clf, ref_clf, x_train, n, n_samples, cfg["seed"], args.reference),
-                       "cells": sample_cells(clf, args.samples)})
+    spaces = realdata.feature_spaces(cfg, args.dataset, models, load_refstats(args.refstats), args.classifier,
+                                     x_train, x_test, pl.read_parquet(args.metrics), args.samples, args.reference)
     sec = realdata.build_section(dataset=args.dataset, kind=spec["kind"], models=models, split=split, spaces=spaces,
                                  config_label=args.config_name or args.params,
                                  scale=cfg.get("report", {}).get("scale", "default"))
