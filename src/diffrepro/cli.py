@@ -53,6 +53,7 @@ COMMANDS: dict[str, str] = {
     "bench gpu": "diffrepro.bench.gpu",
     "bench gits": "diffrepro.bench.gits",
     "bench amed": "diffrepro.bench.amed",
+    "bench real-fid": "diffrepro.bench.real_fid",
 }
 
 

@@ -51,6 +51,18 @@ def parse_named_paths(items: list[str], flag: str) -> dict[str, str]:
     return paths
 
 
+def add_fit_args(parser: argparse.ArgumentParser, sampler_flag: str, sampler_help: str, out_help: str,
+                 choices=None) -> None:
+    """The arguments of a step that fits a learned sampler's parameters for one (model, sampler, NFE)."""
+    add_params_arg(parser)
+    parser.add_argument("--model", required=True, help="a key of the params file's `models` section")
+    parser.add_argument(sampler_flag, required=True, choices=choices, help=sampler_help)
+    parser.add_argument("--nfe", required=True, type=int, help="denoiser calls the parameters are fitted for")
+    parser.add_argument("--checkpoint", required=True, help="results/models/M/model.pt")
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.num_threads wins)")
+
+
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: runtime.num_threads)")
 

@@ -7,17 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import add_params_arg, section
+from . import add_fit_args, section
 
 
 def configure(parser):
-    add_params_arg(parser)
-    parser.add_argument("--model", required=True, help="a key of the params file's `models` section")
-    parser.add_argument("--solver", required=True, help="amed or amed_plugin_<base> (ipndm, dpmpp3m, euler, dpm2)")
-    parser.add_argument("--nfe", required=True, type=int, help="denoiser calls the predictor is trained for")
-    parser.add_argument("--checkpoint", required=True, help="results/models/M/model.pt")
-    parser.add_argument("--out", required=True, help="results/amed/M/S_nfeN.pt")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.num_threads wins)")
+    add_fit_args(parser, "--solver", "amed or amed_plugin_<base> (ipndm, dpmpp3m, euler, dpm2)",
+                 "results/amed/M/S_nfeN.pt")
 
 
 def run(args) -> int:

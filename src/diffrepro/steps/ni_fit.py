@@ -9,17 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import add_params_arg, section
+from . import add_fit_args, section
 
 
 def configure(parser):
-    add_params_arg(parser)
-    parser.add_argument("--model", required=True, help="a key of ni.search.models (ni_tuned) / ni.sharpness.models")
-    parser.add_argument("--sampler", required=True, choices=("ni_tuned", "ni_sharp"))
-    parser.add_argument("--nfe", required=True, type=int, help="denoiser calls of the matrix")
-    parser.add_argument("--checkpoint", required=True, help="results/models/M/model.pt")
-    parser.add_argument("--out", required=True, help="results/ni/fit/M/S_nfeNNN.npz (its .json is written beside it)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.num_threads wins)")
+    add_fit_args(parser, "--sampler", "the matrix sampler (ni_tuned: ni.search, ni_sharp: ni.sharpness)",
+                 "results/ni/fit/M/S_nfeNNN.npz (its .json is written beside it)", choices=("ni_tuned", "ni_sharp"))
 
 
 def run(args) -> int:
