@@ -74,37 +74,6 @@ def fit_matrix(ni: dict, sampler: str, nfe: int, model_name: str, model, seed: i
                                          else "– (no free weights)")}
 
 
-# --- the sweep's side: a `sample` job's matrix samplers ---------------------------------------------------------------
-def matrix_files(pairs: list[str], samplers: list[str]) -> dict[str, list[str]]:
-    """`SAMPLER=FILE` pairs (`sample --matrix`) grouped by sampler; every matrix sampler of `samplers` needs one."""
-    from ..samplers.registry import is_matrix_sampler
-
-    files = {s: [] for s in samplers if is_matrix_sampler(s)}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or name not in files:
-            raise UserError(f"--matrix {pair}: expected SAMPLER=FILE, SAMPLER a coefficient-matrix sampler of "
-                            f"--sampler ({sorted(files) or 'none given'})")
-        files[name].append(path)
-    for name, paths in files.items():
-        if not paths:
-            raise UserError(f"--sampler {name} runs a coefficient matrix: pass --matrix {name}=FILE")
-    return files
-
-
-def matrix_plans(sampling: dict, files: dict[str, list[str]], schedule, plans: dict) -> dict[str, NIMatrix]:
-    """Load every matrix file, check its nodes against the model's `schedule` (any schedule: the nodes must be its
-    own), and add each matrix sampler's cells (`samplers.plan.matrix_plan`: the matrix's own grid and NFE) to `plans`.
-    Returns file → matrix for `samplers.plan.sample_cells`."""
-    from ..samplers.plan import matrix_plan
-    from .study import load_for_model
-
-    loaded = {p: load_for_model(p, schedule, require_vp=False) for paths in files.values() for p in paths}
-    plans.update({s: matrix_plan(sampling, s, {p: (loaded[p][1]["grid"], loaded[p][1]["n"]) for p in paths})
-                  for s, paths in files.items()})
-    return {p: m for p, (m, _) in loaded.items()}
-
-
 def load_fitted(path) -> tuple[NIMatrix, dict]:
     """(matrix, fit record) of an `ni fit` output (the record is the .json beside the matrix)."""
     from pathlib import Path

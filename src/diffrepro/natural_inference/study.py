@@ -114,7 +114,8 @@ def fit_at(schedule, nfe: int, baselines: list[str], grid: str, denoiser: Callab
     cands = candidates(schedule, nfe, baselines, grid)
     r_train_cpu = r_train.cpu()
     # the search moves inside the marginal-exact family, so the start is the baseline best after projection
-    train_err = {b: trajectory_error(sample(marginal_exact(m), denoiser, e_train), r_train_cpu) for b, m in cands.items()}
+    train_err = {b: trajectory_error(sample(marginal_exact(m), denoiser, e_train), r_train_cpu)
+                 for b, m in cands.items()}
     best = min(train_err, key=train_err.get)
     r_model = r_train * float(cands[best].alphas[-1])  # search compares model-coordinate outputs
     result = search(cands[best], grad_denoiser, e_train, r_model, iterations=iterations, lr=lr, window=window,

@@ -164,6 +164,7 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
         cell_options = {**(options or {}), **cell.get("options", {}), **matrix,
                         **{k: v for k, v in amed.get("amed", {}).items() if k != "predictor"}}
         seed = noise_seed(cfg["seed"], cell["seed"])
+        stochastic = spec.stochastic or (bool(matrix) and not matrix["matrix"].deterministic)
         out, rec = run_cell(denoiser, schedule, sampler, grid, noises[cell["seed"]], options=cell_options,
                             sde_seed=seed + 1, batch_size=sampling["batch_size"])
         arrays[cell["key"]] = out.detach().cpu().float().numpy()
@@ -172,7 +173,7 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
                         "t_grid": rec["t_grid"], "coords": rec["coords"], "steps": cell["steps"],
                         "model_t_grid": [float(v) for v in grid], "grid_wall_s": grid_s, "noise_seed": seed,
                         **cell.get("options", {}), **({"matrix": cell["matrix"]} if matrix else {}),
-                        **({"sde_seed": seed + 1} if spec.stochastic or (matrix and not matrix["matrix"].deterministic) else {}),
+                        **({"sde_seed": seed + 1} if stochastic else {}),
                         **({"gits_indices": gits_state["gits"].indices[cell["steps"]]} if cell["grid"] == "gits"
                            else {}), **amed})
     return arrays, records

@@ -2,8 +2,8 @@
 
 Coordinates: "model" = the model's own schedule (DDPM/DDIM/NI's ODE and SDE Euler), "edm" = VE coordinates t = σ_ve
 (the GEO toolbox samplers), "flow" = rectified-flow time (flow Euler). The sweep reschedules the denoiser and the grid
-into them. NFE n → K steps: n = e·K − [afs] + [denoise_to_zero] (GEO §2.10; the rule lives in `diffrepro.nfe`, shared with
-the params check), where e = the evaluations per step
+into them. NFE n → K steps: n = e·K − [afs] + [denoise_to_zero] (GEO §2.10; the rule is `diffrepro.nfe`, shared
+with the params check), where e = the evaluations per step
 under the options in force (`evals_per_step`: e.g. `order` of a singlestep DPM-Solver, the base of an AMED-Plugin);
 an n with no integer K is skipped, never rounded; `afs: auto` takes AFS exactly where the NFE needs it
 (`concrete_options`). The call counter (`CountingDenoiser`) is the judge: every

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 __all__ = ["ddim", "sde_euler", "euler", "heun", "rk4", "dpm_singlestep", "dpmpp_multistep", "deis", "ipndm",
-           "ipndm_v", "unipc", "coefficient_matrix", "sampler", "Nodes", "TorchNoise", "AnalyticalFirstStep", "Recording"]
+           "ipndm_v", "unipc", "coefficient_matrix", "sampler", "Nodes", "TorchNoise", "AnalyticalFirstStep",
+           "Recording"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def _load(cfg, args):
 
 def run_samplers(cfg, args) -> int:
     from ..amed import decisions_on_grid, predictors_by_sampler
-    from ..natural_inference.fit import matrix_files, matrix_plans
+    from ..natural_inference.sweep import matrix_files, matrix_plans
     from ..samplers import get_sampler
     from ..samplers.plan import gits_grid_builder, plan, sample_cells
 
