@@ -338,7 +338,8 @@ def _check_cells(cfg, model, swept, catalogue, source) -> None:
         if spec is None:
             continue
         opts = {**spec["fixed"], **cfg["sampling"].get("sampler_options", {}).get(name, {})}
-        steps = [k for k in (steps_for_nfe(n, spec["nfe_per_step"], opts.get("afs", False), opts.get("denoise_to_zero", False)) for n in nfe) if k is not None]
+        steps = [k for k in (steps_for_nfe(n, spec["nfe_per_step"], opts.get("afs", False),
+                                           opts.get("denoise_to_zero", False)) for n in nfe) if k is not None]
         if not steps:
             raise UserError(f"{source}: {where} = {nfe} gives sampler '{name}' ({spec['nfe_per_step']} evaluations "
                             f"per step) no whole number of steps for model '{model}', i.e. 0 cells: add an NFE that "

@@ -45,10 +45,9 @@ def check_request(ni: dict, sampler: str, model_name: str, nfe: int, source: str
 
 
 def fit_matrix(ni: dict, sampler: str, nfe: int, model_name: str, model, seed: int) -> tuple[NIMatrix, dict]:
-    """(matrix, JSON-able record) of `sampler` at `nfe` on `model` (a sources.LoadedModel) under the `ni` params;
-    the record's `summary` is one line for the log."""
+    """(matrix, JSON-able record) of `sampler` at `nfe` on `model` (a sources.LoadedModel) under the `ni` params,
+    for a request `check_request` accepted; the record's `summary` is one line for the log."""
     start = time.perf_counter()
-    check_request(ni, sampler, model_name, nfe, "ni")
     if sampler == "ni_sharp":
         c = ni["sharpness"]
         base = delta_sigma_matrix(trace_sampler("ddim", model.schedule, nfe, grid=c["grid"]).nodes)

@@ -159,8 +159,8 @@ def check_nodes(matrix: NIMatrix, schedule, source: str, atol: float = NODE_ATOL
     Returns the largest node difference found.
     """
     t, a, s = matrix.times, matrix.alphas, matrix.sigmas
-    vp = np.abs(a * a + s * s - 1.0) if require_vp else np.zeros(1)
-    if vp.max() > atol:
+    vp = np.abs(a * a + s * s - 1.0)
+    if require_vp and vp.max() > atol:
         k = int(vp.argmax())
         raise UserError(f"{source}: node {k} (t = {t[k]:.6g}) has α² + σ² = {a[k] ** 2 + s[k] ** 2:.9g}, not 1: "
                         f"not a variance-preserving matrix (tolerance {atol:g})")

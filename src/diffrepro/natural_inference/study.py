@@ -64,15 +64,14 @@ def replay_difference(name: str, schedule, nfe: int, denoiser: Callable, eps0: t
 
 
 # --- stored matrices replayed on a model (the paper's tuned CIFAR files) --------------------------------------------
-def load_for_model(path, schedule, require_vp: bool = True) -> tuple[NIMatrix, dict]:
-    """A stored NI matrix checked against a model schedule: (matrix, facts for the report and the sweep).
+def load_for_model(path, schedule) -> tuple[NIMatrix, dict]:
+    """A stored NI matrix checked against a model schedule: (matrix, facts for the report).
 
     Refuses (UserError) bad keys/shapes/non-finite values (NIMatrix.load) and nodes off the model's schedule
-    (check_nodes, NI spec claim 12; `require_vp` as there). Facts: n, node difference, grid name, max marginal
-    errors, determinism.
+    (check_nodes, NI spec claim 12). Facts: n, node difference, grid name, max marginal errors, determinism.
     """
     m = NIMatrix.load(path)
-    node_err = check_nodes(m, schedule, str(path), require_vp=require_vp)
+    node_err = check_nodes(m, schedule, str(path))
     mg = m.marginals()
     return m, {"n": m.n, "node_err": node_err, "grid": named_grid_of(m.times, schedule),
                "signal_err": float(np.abs(mg["signal_err"]).max()), "noise_err": float(np.abs(mg["noise_err"]).max()),

@@ -31,6 +31,7 @@ def report_context(cfg: dict, label: str, results: Path, benchmarks: Path, secti
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "notes": notes + missing,
         "sections": everything, "appendix": appendix, "scorecard": card, "verdicts": claims.counts(card),
-        "setup": layout.setup_text(cfg, prov), "limitations": layout.limitations_text(cfg), "references": layout.REFERENCES,
+        "setup": layout.setup_text(cfg, prov), "limitations": layout.limitations_text(cfg),
+        "references": layout.REFERENCES,
         "provenance": prov,
     }

@@ -44,9 +44,9 @@ def limitations_text(cfg: dict) -> str:
                      ((models[m]["dataset"], feature_kind(cfg, models[m]["dataset"])) for m in swept if m in models)
                      if k != "vector"})
     n, seeds = cfg.get("sampling", {}).get("n_samples"), cfg.get("sampling", {}).get("seeds", [])
-    return (f"Limitations: {who or 'no models'}, {n} samples per sweep cell and {_count(len(seeds), 'sampling seed')}, so "
-            "absolute numbers are comparable with the papers' (50k samples, Inception features, full-size networks) "
-            "only where a section says so. "
+    return (f"Limitations: {who or 'no models'}, {n} samples per sweep cell and "
+            f"{_count(len(seeds), 'sampling seed')}, so absolute numbers are comparable with the papers' (50k "
+            "samples, Inception features, full-size networks) only where a section says so. "
             + (f"Image metrics are Fréchet and kernel distances in the feature space of {'; '.join(spaces)}. "
                if spaces else "")
             + "A difference between two cells is called a reproduction only where it exceeds the spread over "

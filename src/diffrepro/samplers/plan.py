@@ -145,9 +145,9 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
     for cell in cells:
         bar.update(1)
         g0 = time.perf_counter()
-        matrix = {"matrix": matrices[cell["matrix"]]} if "matrix" in cell else {}
+        matrix = matrices[cell["matrix"]] if "matrix" in cell else None  # a coefficient matrix runs on its nodes
         try:
-            grid = (torch.as_tensor(matrix["matrix"].times, dtype=torch.float64) if matrix else
+            grid = (torch.as_tensor(matrix.times, dtype=torch.float64) if matrix is not None else
                     model_grid(cell["grid"], schedule, cell["steps"], grid_opts.get(cell["grid"]), gits))
         except UserError as exc:  # a grid this schedule cannot make (e.g. respaced on a continuous schedule)
             skipped.append(_skip(cell, str(exc)))
@@ -161,10 +161,11 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
         if cell["nfe"] in predictors:
             path, predictor = predictors[cell["nfe"]]
             amed = {"amed": {"predictor": str(path), **decide(predictor, grid)}}
-        cell_options = {**(options or {}), **cell.get("options", {}), **matrix,
+        cell_options = {**(options or {}), **cell.get("options", {}),
+                        **({"matrix": matrix} if matrix is not None else {}),
                         **{k: v for k, v in amed.get("amed", {}).items() if k != "predictor"}}
         seed = noise_seed(cfg["seed"], cell["seed"])
-        stochastic = spec.stochastic or (bool(matrix) and not matrix["matrix"].deterministic)
+        stochastic = spec.stochastic or (matrix is not None and not matrix.deterministic)
         out, rec = run_cell(denoiser, schedule, sampler, grid, noises[cell["seed"]], options=cell_options,
                             sde_seed=seed + 1, batch_size=sampling["batch_size"])
         arrays[cell["key"]] = out.detach().cpu().float().numpy()
@@ -172,7 +173,7 @@ def sample_cells(cfg: dict, sampling: dict, sampler: str, cells: list[dict], ski
                         "nfe_measured": rec["nfe_measured"], "seed": cell["seed"], "wall_s": rec["wall_s"],
                         "t_grid": rec["t_grid"], "coords": rec["coords"], "steps": cell["steps"],
                         "model_t_grid": [float(v) for v in grid], "grid_wall_s": grid_s, "noise_seed": seed,
-                        **cell.get("options", {}), **({"matrix": cell["matrix"]} if matrix else {}),
+                        **cell.get("options", {}), **({"matrix": cell["matrix"]} if matrix is not None else {}),
                         **({"sde_seed": seed + 1} if stochastic else {}),
                         **({"gits_indices": gits_state["gits"].indices[cell["steps"]]} if cell["grid"] == "gits"
                            else {}), **amed})
