@@ -113,6 +113,7 @@ bench: $(STAMP)
 	diffrepro bench mdm
 	diffrepro bench mdm --params params/medium.yaml --dataset digits
 	diffrepro bench mdm --params params/paper.yaml --dataset mnist --repeats 3
+	diffrepro bench inception
 	diffrepro bench real-fid --n 2000 --noise 500   # needs make assets-data assets-inception; ~15 min on 2 CPU cores
 
 # GPU readiness: a short sweep on an EDM-format network (images/s, peak memory, fp32 vs bf16, per-step overhead);

@@ -52,6 +52,20 @@ def test_fid_of_known_gaussians_matches_closed_form(tmp_path):
     assert fd.frechet_distance(ref, ref) == pytest.approx(0, abs=1e-9)
 
 
+@pytest.mark.parametrize("n", [12, 64, 129, 400])  # below and above the feature dimension 128
+def test_fid_against_statistics_equals_torch_fidelity(n):
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+    gen = torch.Generator().manual_seed(n)
+    mix = torch.randn(128, 128, generator=gen, dtype=torch.float64) / 8  # correlated features, uneven spectrum
+    ref = fd.fid_statistics(torch.randn(300, 128, generator=gen, dtype=torch.float64) @ mix)
+    f = torch.randn(n, 128, generator=gen, dtype=torch.float64) @ (1.3 * mix) + 0.2
+    theirs = fid_statistics_to_metric(fd.fid_statistics(f), ref, verbose=False)[KEY_METRIC_FID]
+    assert fd.fid_against_statistics(f, ref) == pytest.approx(theirs, rel=1e-6)
+    assert fd.fid_against_statistics(f[:, :64] @ torch.zeros(64, 128, dtype=torch.float64),
+                                     {"mu": np.zeros(128), "sigma": np.zeros((128, 128))}) == pytest.approx(0, abs=1e-12)
+
+
 def test_low_rank_fid_of_features_equals_the_sqrtm_formula():
     gen = torch.Generator().manual_seed(3)
     f1 = torch.randn(20, 48, generator=gen, dtype=torch.float64)
@@ -221,6 +235,16 @@ def test_torchscript_and_torch_fidelity_features_agree(detector_file):
     assert a.shape == (3, 2048) and diff <= 1e-4
     assert torch.equal(grey, a[:1])  # grey → 3 channels
     assert torch.isnan(mapped.fc.weight).all()  # no classifier head in the file: IS would be NaN, not plausible
+
+
+def test_cpu_chunks_give_the_whole_batch_features(detector_file):
+    """On CPU the detector runs its batch in chunks (channels-last): the features are the whole batch's."""
+    x = torch.randint(0, 256, (5, 1, 28, 28), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    with torch.no_grad():
+        whole = inception.load_detector(detector_file, cpu_chunk=len(x))(x)
+        chunked = inception.load_detector(detector_file, cpu_chunk=2)(x)  # chunks of 2, 2, 1
+    assert chunked.shape == (5, 2048)
+    assert float((chunked - whole).abs().max()) <= 2e-6 * float(whole.abs().max())
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ COMMANDS: dict[str, str] = {
     "bench gits": "diffrepro.bench.gits",
     "bench amed": "diffrepro.bench.amed",
     "bench real-fid": "diffrepro.bench.real_fid",
+    "bench inception": "diffrepro.bench.inception",
 }
 
 

@@ -23,7 +23,7 @@ if REAL_DATASETS:
             "logs/real_section/{dataset}.log",
         benchmark:
             "benchmarks/real_section/{dataset}.tsv"
-        threads: 1
+        threads: 2  # the DAG's last scoring job (Inception on the anchors and references): both cores of a 2-core box
         shell:
             "{params.cli} real section --params {params.cfg} --dataset {wildcards.dataset} --data {input.data}"
             " --refstats {input.refstats} --classifier {input.classifier} --metrics {input.metrics} {params.samples}"

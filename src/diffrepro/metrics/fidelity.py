@@ -9,7 +9,8 @@ Why precomputed features instead of `calculate_metrics(input2=...)`: the referen
 output (`results/refstats/D.pt`), computed once per dataset and invalidated by content, whereas torch-fidelity's cache
 is keyed by name only (stale when the classifier is retrained, ecosystem.md §3.4). Each cell's features are extracted
 once by torch-fidelity's own loop (`get_featuresdict_from_dataset`) and reused for FID, KID and IS, which then go
-through torch-fidelity's own feature→statistics→metric functions. `tests/test_metrics.py` checks that this path equals
+through torch-fidelity's own feature→statistics→metric functions (a cell with fewer samples than feature dimensions
+takes the exact n×n form of `fid_against_statistics`). `tests/test_metrics.py` checks that this path equals
 `calculate_metrics` on the same inputs.
 """
 from __future__ import annotations
@@ -182,13 +183,11 @@ def fidelity_metrics(sample_feats: dict, ref_feats: dict | None, ref_fid_stats: 
     `kid_subset_size` must already be clamped to the set sizes (see `clamp_kid_subset`). `ref_feats` None (reference
     statistics read from a file hold no features): FID only, no KID.
     """
-    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
     from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
     fid_layer = space.layer("fid")
-    fid = fid_statistics_to_metric(fid_statistics(sample_feats[fid_layer]), ref_fid_stats, verbose=False)
-    out = {f"fid_{space.name}": fid[KEY_METRIC_FID]}
+    out = {f"fid_{space.name}": fid_against_statistics(sample_feats[fid_layer], ref_fid_stats)}
     if ref_feats is not None:
         kid = kid_features_to_metric(sample_feats[fid_layer], ref_feats[fid_layer], kid_subset_size=kid_subset_size,
                                      kid_subsets=kid_subsets, rng_seed=seed, verbose=False)
@@ -262,6 +261,30 @@ def write_reference_npz(dest, mu, sigma, n: int | None = None) -> Path:
     if n is not None:
         arrays["n"] = np.asarray(n, dtype=np.int64)
     return write_with(dest, lambda tmp: np.savez(tmp, **arrays))
+
+
+def fid_against_statistics(features, ref_stats: dict) -> float:
+    """FID of a feature set [n, D] against reference statistics {mu, sigma}: |μ − μ_r|² + tr Σ + tr Σ_r − 2 tr(ΣΣ_r)^½.
+
+    With n ≤ D (a few hundred samples in Inception's 2048 dimensions) Σ = AᵀA, A = (F − μ)/√(n−1), has rank < n,
+    and the nonzero eigenvalues of ΣΣ_r are those of the n×n symmetric positive semi-definite A Σ_r Aᵀ: tr(ΣΣ_r)^½
+    is the sum of their square roots (`eigvalsh`, exact). That replaces the eigenvalues of a non-symmetric D×D product
+    (torch-fidelity's route) by an n×n problem: for 64 real-data samples in Inception's space, 0.09 s instead of
+    3.7 s on 2 CPU cores, the same FID to 6e-8 relative. Tested equal to torch-fidelity's `fid_statistics_to_metric`
+    to 1e-6 relative; with n > D it is torch-fidelity's own function.
+    """
+    features = torch.as_tensor(features, dtype=torch.float64)
+    n, dim = features.shape
+    if n > dim:
+        from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+        return float(fid_statistics_to_metric(fid_statistics(features), ref_stats, verbose=False)[KEY_METRIC_FID])
+    mu_r, sigma_r = (torch.as_tensor(np.asarray(ref_stats[k]), dtype=torch.float64) for k in ("mu", "sigma"))
+    mean = features.mean(0)
+    a = (features - mean) / max(n - 1, 1) ** 0.5
+    gram = a @ sigma_r @ a.T
+    cross = torch.linalg.eigvalsh((gram + gram.T) / 2).clamp_min(0).sqrt().sum()
+    return float((mean - mu_r).pow(2).sum() + a.pow(2).sum() + torch.trace(sigma_r) - 2 * cross)
 
 
 def frechet_distance_of_features(f1, f2) -> float:

@@ -151,8 +151,18 @@ def _tf_input(x, size: int = INPUT_SIZE):
     return (x - 128) / 128
 
 
-def load_detector(path, device="cpu"):
-    """The StyleGAN3/EDM FID Inception as a module: uint8-range images N×{1,3}×H×W → pool3 features N×2048 float32."""
+# Images per forward call on CPU. The 299×299 activations of a large batch do not stay in cache: on 2 CPU cores one
+# image costs ~235 ms in one contiguous batch of 128 and ~130 ms in chunks of 4, channels-last (1.8×, measured by
+# `diffrepro bench inception`).
+CPU_CHUNK = 4
+
+
+def load_detector(path, device="cpu", cpu_chunk: int = CPU_CHUNK):
+    """The StyleGAN3/EDM FID Inception as a module: uint8-range images N×{1,3}×H×W → pool3 features N×2048 float32.
+
+    On CPU the batch runs in chunks of `cpu_chunk` images in channels-last layout; the features are those of one
+    whole-batch call up to float32 summation order (≤ 2e-6 relative, tested).
+    """
     import torch
 
     class TorchScriptInception(torch.nn.Module):
@@ -162,8 +172,14 @@ def load_detector(path, device="cpu"):
             super().__init__()
             self.script = script
 
+        def _features(self, x):
+            x = _tf_input(x).contiguous(memory_format=torch.channels_last)
+            return self.script(x).to(torch.float32)
+
         def forward(self, x):
-            return self.script(_tf_input(x)).to(torch.float32)
+            if x.device.type != "cpu" or len(x) <= cpu_chunk:
+                return self._features(x)
+            return torch.cat([self._features(part) for part in x.split(cpu_chunk)])
 
     return TorchScriptInception(_load_script(path, device)).eval().requires_grad_(False)
 
