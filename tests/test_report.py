@@ -247,6 +247,17 @@ def test_sample_cells_fall_back_to_what_the_file_holds():
     assert choose_cells(["x_train"], ["logsnr"], [4], [0]) is None
 
 
+def test_spine_text_names_the_feature_space_of_each_fid_column():
+    from diffrepro.reports.spine import feature_space_text
+
+    agg = pl.DataFrame({"feature_space": ["inception_ts", "fashion_classifier", None, "inception_ts"]})
+    text = feature_space_text(agg)
+    assert "`fid_inception_ts` in the StyleGAN3/EDM TorchScript Inception's" in text and text.count("inception_ts") == 1
+    assert "`fid_fashion_classifier` in our own classifier's features" in text
+    assert feature_space_text(pl.DataFrame({"feature_space": [None]}, schema={"feature_space": pl.Utf8})) == ""
+    assert feature_space_text(pl.DataFrame({"traj_rmse": [0.1]})) == ""  # vector data only: no feature space
+
+
 def test_within_cell_std_is_not_a_metric(tmp_path):
     f = tmp_path / "m.json"
     rows = synthetic_rows("digits", "digits", "ddim", (4,), (0, 1))

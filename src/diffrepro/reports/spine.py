@@ -221,6 +221,26 @@ def fid_protocol_text(agg: pl.DataFrame) -> list[str]:
             for r in rows.iter_rows(named=True)]
 
 
+def feature_space_text(agg: pl.DataFrame) -> str:
+    """What the table's FID columns are: each `fid_<space>` column named with its feature space."""
+    if "feature_space" not in agg.columns:
+        return ""
+    spaces = agg["feature_space"].drop_nulls().unique(maintain_order=True).to_list()
+    if not spaces:
+        return ""
+    names = []
+    for space in spaces:
+        if space.endswith("_classifier"):
+            names.append(f"`fid_{space}` in our own classifier's features (comparable across our rows, not with "
+                         "published Inception FIDs)")
+        elif space == "inception_ts":
+            names.append(f"`fid_{space}` in the StyleGAN3/EDM TorchScript Inception's pool3 features "
+                         "(the papers' detector)")
+        else:
+            names.append(f"`fid_{space}` in torch-fidelity's Inception-v3 pool3 features")
+    return "FID/KID on images are computed in the feature space named in the column: " + "; ".join(names) + ". "
+
+
 def spine_section(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path, config_label: str) -> tuple[dict, list]:
     models = [m for m in cfg["sampling"]["models"] if m in set(agg["model"].to_list())]
     divergent = divergent_cells(agg)
@@ -238,9 +258,7 @@ def spine_section(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path, co
     n_seeds = agg["n_seeds"].max()
     text = [f"{agg.height} cells: {len(models)} models × samplers {sorted(set(agg['sampler']))} × grids "
             f"{sorted(set(agg['grid']))} × NFE {sorted(set(agg['nfe']))}, up to {n_seeds} seed(s) each. "
-            "FID/KID on images are computed in the feature space named in the column (`fid_<dataset>_classifier`: "
-            "the pipeline's own classifier), so they are comparable across our rows but with Inception FIDs only "
-            "where the column is an Inception one; "
+            + feature_space_text(agg) +
             "`traj_rmse` is the RMS distance per coordinate to a high-accuracy PF-ODE solution from the same "
             "initial noise (data units, images in [-1, 1])."]
     if divergent:
