@@ -71,7 +71,7 @@ def test_low_rank_fid_of_features_equals_the_sqrtm_formula():
     f1 = torch.randn(20, 48, generator=gen, dtype=torch.float64)
     f2 = torch.randn(30, 48, generator=gen, dtype=torch.float64) * 1.5 + 0.3
     direct = fd.frechet_distance(fd.fid_statistics(f1), fd.fid_statistics(f2))
-    # scipy sqrtm of the rank-deficient Σ₁Σ₂ is accurate to ~1e-8 relative here; the SVD form is exact
+    # scipy sqrtm of the rank-deficient Σ₁Σ₂ is accurate to ~1e-8 relative here; the n×n form is exact
     assert fd.frechet_distance_of_features(f1, f2) == pytest.approx(direct, rel=1e-6)
 
 

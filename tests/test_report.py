@@ -252,8 +252,8 @@ def test_spine_text_names_the_feature_space_of_each_fid_column():
 
     agg = pl.DataFrame({"feature_space": ["inception_ts", "fashion_classifier", None, "inception_ts"]})
     text = feature_space_text(agg)
-    assert "`fid_inception_ts` in the StyleGAN3/EDM TorchScript Inception's" in text and text.count("inception_ts") == 1
-    assert "`fid_fashion_classifier` in our own classifier's features" in text
+    assert "`fid_inception_ts`: Inception-v3 pool3 features (TF FID graph)" in text and text.count("inception_ts") == 1
+    assert "`fid_fashion_classifier`: our own fashion classifier's penultimate features (not Inception)" in text
     assert feature_space_text(pl.DataFrame({"feature_space": [None]}, schema={"feature_space": pl.Utf8})) == ""
     assert feature_space_text(pl.DataFrame({"traj_rmse": [0.1]})) == ""  # vector data only: no feature space
 

@@ -288,13 +288,5 @@ def fid_against_statistics(features, ref_stats: dict) -> float:
 
 
 def frechet_distance_of_features(f1, f2) -> float:
-    """FID of two feature sets [n, D] without a D×D matrix square root (exact, float64; cheap when n ≪ D).
-
-    With Σᵢ = AᵢAᵢᵀ, Aᵢ = (Fᵢ − μᵢ)ᵀ/√(nᵢ−1), the nonzero eigenvalues of Σ₁Σ₂ are the squared singular values of
-    A₁ᵀA₂ (n₁×n₂), so tr (Σ₁Σ₂)^½ is its nuclear norm, and tr Σᵢ = ‖Aᵢ‖²_F.
-    """
-    f1, f2 = (torch.as_tensor(f, dtype=torch.float64) for f in (f1, f2))
-    a1, a2 = ((f - f.mean(0)) / (len(f) - 1) ** 0.5 for f in (f1, f2))
-    cross = torch.linalg.svdvals(a1 @ a2.T).sum()
-    mean_term = (f1.mean(0) - f2.mean(0)).pow(2).sum()
-    return float(mean_term + a1.pow(2).sum() + a2.pow(2).sum() - 2 * cross)
+    """FID of two feature sets [n, D]: `f1` against the statistics of `f2` (exact n₁×n₁ form when n₁ ≤ D)."""
+    return fid_against_statistics(f1, fid_statistics(torch.as_tensor(f2, dtype=torch.float64)))

@@ -51,12 +51,12 @@ def feature_spaces(cfg: dict, dataset: str, models: list[str], refstats, classif
     return spaces
 
 
-def detector_label(space: str, extractor: str, dim: int | None) -> str:
-    """Human name of a feature space for captions."""
+def detector_label(space: str, extractor: str | None = None, dim: int | None = None) -> str:
+    """Human name of a feature space for captions (the torch-fidelity extractor and the width when known)."""
     size = f", {dim}-d" if dim else ""
     if space.endswith("_classifier"):
         return f"our own {space[:-len('_classifier')]} classifier's penultimate features{size} (not Inception)"
-    return f"Inception-v3 pool3 features{size} (TF FID graph, `{extractor}`)"
+    return f"Inception-v3 pool3 features{size} (TF FID graph{f', `{extractor}`' if extractor else ''})"
 
 
 def trend(values: list[float]) -> str:

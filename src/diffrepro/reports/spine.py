@@ -225,20 +225,13 @@ def feature_space_text(agg: pl.DataFrame) -> str:
     """What the table's FID columns are: each `fid_<space>` column named with its feature space."""
     if "feature_space" not in agg.columns:
         return ""
+    from .realdata import detector_label
+
     spaces = agg["feature_space"].drop_nulls().unique(maintain_order=True).to_list()
     if not spaces:
         return ""
-    names = []
-    for space in spaces:
-        if space.endswith("_classifier"):
-            names.append(f"`fid_{space}` in our own classifier's features (comparable across our rows, not with "
-                         "published Inception FIDs)")
-        elif space == "inception_ts":
-            names.append(f"`fid_{space}` in the StyleGAN3/EDM TorchScript Inception's pool3 features "
-                         "(the papers' detector)")
-        else:
-            names.append(f"`fid_{space}` in torch-fidelity's Inception-v3 pool3 features")
-    return "FID/KID on images are computed in the feature space named in the column: " + "; ".join(names) + ". "
+    names = "; ".join(f"`fid_{space}`: {detector_label(space)}" for space in spaces)
+    return f"FID/KID on images are computed in the feature space named in the column ({names}). "
 
 
 def spine_section(cfg: dict, agg: pl.DataFrame, results: Path, fig_dir: Path, config_label: str) -> tuple[dict, list]:
