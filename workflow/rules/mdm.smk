@@ -1,5 +1,5 @@
 # owned by the mdm area; see docs/DEVELOPING.md
-# Multivariate diffusions (spec research/mdm.md): one training job per (dataset, diffusion, seed) of
+# Multivariate diffusions (MDM, ICLR 2023): one training job per (dataset, diffusion, seed) of
 # mdm.studies, one evaluation job per dataset that writes the report section. Samples are scored with the sweep's
 # metrics (the dataset's reference statistics, and its feature classifier for images).
 

@@ -1,4 +1,4 @@
-"""Layer 3: Natural Inference (NI spec research/natural_inference.md §3–5).
+"""Layer 3: Natural Inference (Rethinking Diffusion Model in High Dimension: the coefficient-matrix framework).
 
 Every sampler of the library, run on linear forms, yields its coefficient matrices (C, B, nodes) (`tracer`); the
 executor replays any triple with a denoiser and a noise stream (`executor`); `search` tunes C under the marginal
